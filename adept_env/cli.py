@@ -1,0 +1,120 @@
+"""The ``adept-env`` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from adept_env.tasks import DATASET_QUALITIES, TASKS, UnknownNameError
+
+app = typer.Typer(help="Offline RL with an adaptive diffusion world model, as Gymnasium environments.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Make, inspect and export D4RL-protocol datasets.", no_args_is_help=True)
+bench_app = typer.Typer(help="Measure speed and fidelity; figures go in BENCHMARKS.md.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+@data_app.command("make")
+def data_make(
+    name: Annotated[str, typer.Argument(help="TASK-DATASET, e.g. halfcheetah-random")],
+    steps: Annotated[int, typer.Option(help="Transitions to collect (D4RL: 1,000,000).", min=1)] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Seed of the environment and the policy's sampling.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Output .hdf5 path (default: the cache under $ADEPT_HOME).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Generate a dataset with the real MuJoCo simulator and write it atomically as D4RL HDF5."""
+    from adept_env.data.dataset import load_dataset
+    from adept_env.data.generate import make_dataset
+
+    try:
+        path = make_dataset(name, steps=steps, seed=seed, out=out, progress=progress)
+    except (UnknownNameError, NotImplementedError) as exc:
+        _fail(str(exc))
+    _print_summary(load_dataset(path).summary())
+    console.print(f"wrote {path}")
+
+
+@data_app.command("info")
+def data_info(
+    path: Annotated[str, typer.Argument(help="A .hdf5 file (ours or D4RL's) or a dataset name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Describe a dataset: size, episodes, returns, normalised score, provenance."""
+    from adept_env.data.dataset import DatasetUnavailableError, load_dataset
+    from adept_env.data.hdf5 import DatasetFileError
+
+    try:
+        summary = load_dataset(path, generate=False).summary()
+    except (DatasetFileError, DatasetUnavailableError, UnknownNameError) as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List every dataset name and whether it is available locally."""
+    from adept_env.data.dataset import d4rl_path, default_path
+
+    table = Table("dataset", "available", "path")
+    for task in TASKS:
+        for quality in DATASET_QUALITIES:
+            name = f"{task}-{quality}"
+            real = d4rl_path(name)
+            path = real or default_path(name)
+            table.add_row(name, "D4RL file" if real else ("yes" if path.exists() else "no"), str(path))
+    console.print(table)
+
+
+@data_app.command("export-minari")
+def data_export_minari(
+    path: Annotated[str, typer.Argument(help="A .hdf5 file or a dataset name.")],
+    dataset_id: Annotated[
+        Optional[str], typer.Option(help="Minari id (default: adept/TASK-QUALITY-v0).")
+    ] = None,
+) -> None:
+    """Export a dataset to Minari's local store (needs the ``minari`` extra)."""
+    from adept_env.data.dataset import load_dataset
+    from adept_env.data.minari_export import export_minari
+
+    try:
+        out = export_minari(load_dataset(path, generate=False), dataset_id)
+    except (ImportError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"exported Minari dataset {out}")
+
+
+@bench_app.command("data")
+def bench_data(
+    steps: Annotated[int, typer.Option(help="Steps per task for each measurement.", min=100)] = 20_000,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures as JSON.")] = None,
+) -> None:
+    """Dataset generation and ground-truth oracle throughput per task."""
+    from adept_env.benchmarks.data_throughput import run
+
+    run(steps=steps, json_path=json_path)
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table("field", "value", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()
