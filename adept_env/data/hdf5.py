@@ -50,7 +50,11 @@ def read_hdf5(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict
 
             def visit(name: str, obj: Any) -> None:
                 if isinstance(obj, h5py.Dataset):
-                    arrays[name] = obj[()]
+                    value = obj[()]
+                    if isinstance(value, np.ndarray) and value.ndim > 0:
+                        arrays[name] = value
+                    else:  # scalars such as D4RL's metadata/* entries
+                        attrs[name] = _plain(value)
 
             f.visititems(visit)
     except OSError as exc:
@@ -61,7 +65,7 @@ def read_hdf5(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict
             f"{str(path)!r} is missing the D4RL key(s) {', '.join(missing)}; found: {', '.join(sorted(arrays)) or 'nothing'}"
         )
     n = len(arrays["rewards"])
-    wrong = [k for k, v in arrays.items() if v.ndim > 0 and len(v) != n and not k.startswith("metadata")]
+    wrong = [k for k, v in arrays.items() if len(v) != n and not k.startswith("metadata")]
     if wrong:
         sizes = ", ".join(f"{k}={len(arrays[k])}" for k in wrong)
         raise DatasetFileError(f"{str(path)!r} has arrays whose length differs from rewards ({n}): {sizes}")
