@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -31,7 +31,9 @@ def data_make(
     name: Annotated[str, typer.Argument(help="TASK-DATASET, e.g. halfcheetah-random")],
     steps: Annotated[int, typer.Option(help="Transitions to collect (D4RL: 1,000,000).", min=1)] = 1_000_000,
     seed: Annotated[int, typer.Option(help="Seed of the environment and the policy's sampling.")] = 0,
-    out: Annotated[Optional[Path], typer.Option(help="Output .hdf5 path (default: the cache under $ADEPT_HOME).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output .hdf5 path (default: the cache under $ADEPT_HOME).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Generate a dataset with the real MuJoCo simulator and write it atomically as D4RL HDF5."""
@@ -84,7 +86,7 @@ def data_list() -> None:
 def data_export_minari(
     path: Annotated[str, typer.Argument(help="A .hdf5 file or a dataset name.")],
     dataset_id: Annotated[
-        Optional[str], typer.Option(help="Minari id (default: adept/TASK-QUALITY-v0).")
+        str | None, typer.Option(help="Minari id (default: adept/TASK-QUALITY-v0).")
     ] = None,
 ) -> None:
     """Export a dataset to Minari's local store (needs the ``minari`` extra)."""
@@ -101,7 +103,7 @@ def data_export_minari(
 @bench_app.command("data")
 def bench_data(
     steps: Annotated[int, typer.Option(help="Steps per task for each measurement.", min=100)] = 20_000,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures as JSON.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
 ) -> None:
     """Dataset generation and ground-truth oracle throughput per task."""
     from adept_env.benchmarks.data_throughput import run

@@ -25,12 +25,11 @@ def write_hdf5(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], attr
     Returns the final path. Nothing appears at ``path`` unless the whole file was written.
     """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for key, value in arrays.items():
-                f.create_dataset(key, data=np.asarray(value))
-            for key, value in attrs.items():
-                f.attrs[key] = value
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, value in arrays.items():
+            f.create_dataset(key, data=np.asarray(value))
+        for key, value in attrs.items():
+            f.attrs[key] = value
     return path
 
 
@@ -58,12 +57,13 @@ def read_hdf5(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict
 
             f.visititems(visit)
     except OSError as exc:
-        raise DatasetFileError(f"{str(path)!r} is not a readable HDF5 file (corrupt or truncated?): {exc}") from exc
+        raise DatasetFileError(
+            f"{str(path)!r} is not a readable HDF5 file (corrupt or truncated?): {exc}"
+        ) from exc
     missing = [k for k in REQUIRED_KEYS if k not in arrays]
     if missing:
-        raise DatasetFileError(
-            f"{str(path)!r} is missing the D4RL key(s) {', '.join(missing)}; found: {', '.join(sorted(arrays)) or 'nothing'}"
-        )
+        found = ", ".join(sorted(arrays)) or "nothing"
+        raise DatasetFileError(f"{str(path)!r} is missing the D4RL key(s) {', '.join(missing)}; found: {found}")
     n = len(arrays["rewards"])
     wrong = [k for k, v in arrays.items() if len(v) != n and not k.startswith("metadata")]
     if wrong:

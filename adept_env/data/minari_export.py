@@ -19,7 +19,7 @@ def episode_slices(dataset: OfflineDataset) -> list[slice]:
     if len(ends) == 0 or ends[-1] != len(dataset) - 1:
         ends = np.append(ends, len(dataset) - 1)
     starts = np.concatenate([[0], ends[:-1] + 1])
-    return [slice(int(s), int(e) + 1) for s, e in zip(starts, ends)]
+    return [slice(int(s), int(e) + 1) for s, e in zip(starts, ends, strict=True)]
 
 
 def export_minari(dataset: OfflineDataset, dataset_id: str | None = None) -> str:
