@@ -7,10 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from adept_env.sim import make_real_env
 from adept_env.tasks import Task
 
 
@@ -48,7 +48,7 @@ class UniformPolicy:
 
 def uniform_policy(task: Task) -> UniformPolicy:
     """Return the uniform policy over ``task``'s action box."""
-    space = gym.make(task.env_id).action_space
+    space = make_real_env(task.env_id).action_space
     return UniformPolicy(low=space.low.copy(), high=space.high.copy())
 
 
@@ -70,7 +70,7 @@ def collect(
     """
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
-    env = gym.make(task.env_id, max_episode_steps=task.max_episode_steps)
+    env = make_real_env(task.env_id, max_episode_steps=task.max_episode_steps)
     data = env.unwrapped.data  # type: ignore[attr-defined]
     rng = np.random.default_rng(seed)
     obs_dim, act_dim = task.obs_dim, task.act_dim

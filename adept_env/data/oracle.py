@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 
+from adept_env.sim import make_real_env
 from adept_env.tasks import Task, get_task
 
 
@@ -33,7 +33,7 @@ class GroundTruth:
 
     def __init__(self, task: str | Task) -> None:
         self.task = get_task(task)
-        self.env = gym.make(self.task.env_id).unwrapped
+        self.env = make_real_env(self.task.env_id).unwrapped
         self.env.reset(seed=0)
         self._model = self.env.model  # type: ignore[attr-defined]
         self._data = self.env.data  # type: ignore[attr-defined]
