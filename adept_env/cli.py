@@ -48,6 +48,47 @@ def data_make(
     console.print(f"wrote {path}")
 
 
+@data_app.command("train-behavior")
+def data_train_behavior(
+    task: Annotated[str, typer.Argument(help="halfcheetah, hopper or walker2d")],
+    steps: Annotated[int | None, typer.Option(help="Total SAC steps (new run default 1,000,000).", min=1)] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run folder (default $ADEPT_HOME/behavior/TASK); resumed if it exists.")
+    ] = None,
+    eval_every: Annotated[int, typer.Option(help="Steps between evaluations/snapshots/checkpoints.", min=1)] = 10_000,
+    eval_episodes: Annotated[int, typer.Option(help="Evaluation episodes each time.", min=1)] = 5,
+    learning_starts: Annotated[int, typer.Option(help="Uniform warm-up steps.", min=0)] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of a new run.")] = 0,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps in this call.", min=1)] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar (off when CI=true).")] = True,
+) -> None:
+    """Train (or resume) the SAC behaviour policy of TASK on the real MuJoCo env, with checkpoints."""
+    from adept_env.data.train_behavior import BehaviorTrainConfig, train_behavior
+    from adept_env.tasks import get_task
+
+    try:
+        name = get_task(task).name
+    except UnknownNameError as exc:
+        _fail(str(exc))
+    config = BehaviorTrainConfig(
+        task=name,
+        total_steps=steps or 1_000_000,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        learning_starts=learning_starts,
+        seed=seed,
+    )
+    try:
+        state = train_behavior(
+            name, run_dir=run_dir, total_steps=steps, config=config, progress=progress, max_steps_this_call=max_steps
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    last = state["evals"][-1] if state["evals"] else None
+    summary = f"; last eval normalised {last['normalized_mean']:.1f} at step {last['step']}" if last else ""
+    console.print(f"{name}: {state['num_timesteps']} steps done{summary}")
+
+
 @data_app.command("info")
 def data_info(
     path: Annotated[str, typer.Argument(help="A .hdf5 file (ours or D4RL's) or a dataset name.")],
