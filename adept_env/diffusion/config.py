@@ -1,0 +1,119 @@
+"""The world model's configuration: architecture, sampler and fitting budget, as one dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+PREDICTORS = ("mean_residual", "plain")
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+class ConfigMismatchError(ValueError):
+    """A saved world model's configuration differs from the one the caller expected."""
+
+
+@dataclass
+class WorldModelConfig:
+    """How the diffusion world model is built, sampled and fitted.
+
+    The cost of one batched step is about ``n_samples * sampling_steps`` evaluations of the
+    denoiser (plus one of the mean predictor), which is what the speed target constrains.
+    """
+
+    predictor: Literal["mean_residual", "plain"] = "mean_residual"
+    """``mean_residual``: a deterministic mean predictor of the state change plus a flow model of
+    its residual (keeps a regression model's accuracy, the flow gives the spread);
+    ``plain``: a flow model of the state change itself."""
+    denoiser_width: int = 128
+    """Hidden width of the residual-MLP denoiser (the flow network)."""
+    denoiser_blocks: int = 2
+    """Residual blocks of the denoiser (two linear layers each)."""
+    mean_width: int = 256
+    """Hidden width of the mean predictor (``mean_residual`` only)."""
+    mean_blocks: int = 3
+    """Residual blocks of the mean predictor (``mean_residual`` only)."""
+    reward_width: int = 128
+    """Hidden width of the reward model r(s, a, s'), two hidden layers."""
+    time_features: int = 16
+    """Sinusoidal features of the flow time t in [0, 1]."""
+    cond_dropout: float = 0.1
+    """Probability of replacing the (s, a) condition by a learned null embedding in training."""
+    guidance: float = 1.0
+    """Classifier-free guidance weight w at sampling: v = v_uncond + w (v_cond - v_uncond);
+    1.0 is purely conditional and costs no extra evaluation."""
+    sampling_steps: int = 2
+    """N: Euler steps of the flow sampler."""
+    n_samples: int = 2
+    """K: next-state draws per (s, a) with different noises; their spread is the uncertainty."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Sampling precision; ``auto`` uses bf16 only where a run-time probe finds it faster."""
+    batch_size: int = 256
+    """Training minibatch size."""
+    learning_rate: float = 1e-3
+    """Adam learning rate at the start of each fit (cosine-decayed to 10% over the fit)."""
+    weight_decay: float = 0.0
+    """Adam(W) weight decay."""
+    grad_clip: float = 1.0
+    """Gradient norm clip."""
+    reward_loss_weight: float = 1.0
+    """Weight of the reward loss beside the state losses."""
+    steps: int = 30_000
+    """Gradient steps of a fit from scratch."""
+    refit_steps: int = 1_000
+    """Gradient steps of a warm-start refit (default when ``fit(steps=None)`` on a fitted model)."""
+    max_fit_seconds: float | None = None
+    """Wall-clock cap of a fit, seconds; None: no cap."""
+    val_fraction: float = 0.05
+    """Share of the dataset held out for early stopping."""
+    val_max: int = 5_000
+    """At most this many held-out pairs."""
+    eval_every: int = 500
+    """Gradient steps between held-out evaluations."""
+    patience: int = 8
+    """Stop after this many evaluations without a held-out improvement."""
+
+    def __post_init__(self) -> None:
+        if self.predictor not in PREDICTORS:
+            raise ValueError(f"predictor must be one of {PREDICTORS}, got {self.predictor!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        for name in ("denoiser_width", "denoiser_blocks", "mean_width", "mean_blocks", "reward_width",
+                     "time_features", "sampling_steps", "n_samples", "batch_size", "steps", "refit_steps",
+                     "val_max", "eval_every", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
+
+    @classmethod
+    def default(cls) -> WorldModelConfig:
+        """The measured default (see BENCHMARKS.md, "World model")."""
+        return cls()
+
+    @classmethod
+    def quick(cls) -> WorldModelConfig:
+        """A small model that trains in well under a minute on a CPU, for tests and demos."""
+        return cls(denoiser_width=64, denoiser_blocks=1, mean_width=64, mean_blocks=1, reward_width=64,
+                   steps=1_500, refit_steps=300, eval_every=250, patience=4, val_max=1_000)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> WorldModelConfig:
+        """Build a config from ``to_dict`` output; unknown fields raise ConfigMismatchError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigMismatchError(f"unknown world-model config fields {unknown}; saved by a newer adept-env?")
+        return cls(**values)
+
+    def differences(self, other: WorldModelConfig) -> list[str]:
+        """Return ``"field: self_value != other_value"`` for every field that differs."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [f"{key}: {mine[key]!r} != {theirs[key]!r}" for key in mine if mine[key] != theirs[key]]

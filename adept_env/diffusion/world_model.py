@@ -1,0 +1,433 @@
+"""The ADEPT world model: next state, reward, termination and uncertainty for (s, a) batches.
+
+Default form (``predictor="mean_residual"``): a residual-MLP mean predictor gives the expected
+normalised state change, and a small conditional flow-matching model gives draws of its
+residual; K draws with different noises spread around the mean, and that spread is the
+uncertainty. ``predictor="plain"`` models the state change with the flow alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from adept_env.atomic import atomic_path
+from adept_env.data.dataset import OfflineDataset
+from adept_env.diffusion.config import ConfigMismatchError, WorldModelConfig
+from adept_env.diffusion.denoiser import Denoiser
+from adept_env.diffusion.dtype_probe import resolve_dtype
+from adept_env.diffusion.flow import euler_sample, flow_matching_loss
+from adept_env.diffusion.mean_predictor import MeanPredictor
+from adept_env.diffusion.normalizer import Normalizer
+from adept_env.diffusion.reward import RewardModel
+from adept_env.tasks import Task, get_task
+
+FORMAT = "adept-env/world-model"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class WorldModelFileError(ValueError):
+    """A saved world model that cannot be read: missing, corrupt, or of another format."""
+
+
+@dataclass
+class Prediction:
+    """One batched model step. B pairs, K draws per pair."""
+
+    next_observations: np.ndarray
+    """(B, obs_dim) float32: the mean of the K drawn next observations."""
+    rewards: np.ndarray
+    """(B,) float32: r(s, a, mean next observation), in the task's reward units."""
+    terminated: np.ndarray
+    """(B,) bool: the task's termination function applied to ``next_observations``."""
+    uncertainty: np.ndarray
+    """(B,) float32 >= 0: root-mean-square spread of the draws in normalised state-change units
+    (per dimension standard deviations of the dataset's s' - s); around the mean prediction
+    for ``mean_residual``, around the draws' mean for ``plain`` (0 there when K = 1)."""
+    samples: np.ndarray
+    """(K, B, obs_dim) float32: the K drawn next observations."""
+
+
+@dataclass
+class FitReport:
+    """What a fit did: budget used, loss curves, early stopping and the weights' effective size."""
+
+    steps: int
+    """Gradient steps taken."""
+    seconds: float
+    """Wall-clock seconds of the fit."""
+    train_losses: list[float] = field(default_factory=list)
+    """Mean weighted training loss over each evaluation interval."""
+    val_losses: list[float] = field(default_factory=list)
+    """Weighted held-out loss at each evaluation (fixed noise, so comparable)."""
+    best_val_loss: float = math.inf
+    """Lowest held-out loss; the model keeps the weights that reached it."""
+    stopped_early: bool = False
+    """True if the held-out loss stopped improving before ``steps`` (or the time cap hit)."""
+    effective_sample_size: float = 0.0
+    """(sum w)^2 / sum w^2 over the training pairs; equals their count for uniform weights."""
+    n_train: int = 0
+    n_val: int = 0
+
+    @property
+    def seconds_per_1k_steps(self) -> float:
+        return 1000.0 * self.seconds / max(self.steps, 1)
+
+
+class _Networks(nn.Module):
+    """Every tensor of the model in one module, so one state dict saves and loads it."""
+
+    def __init__(self, task: Task, config: WorldModelConfig) -> None:
+        super().__init__()
+        cond_dim = task.obs_dim + task.act_dim
+        self.normalizer = Normalizer(task.obs_dim, task.act_dim)
+        self.denoiser = Denoiser(task.obs_dim, cond_dim, config.denoiser_width, config.denoiser_blocks,
+                                 config.time_features)
+        self.mean = (MeanPredictor(cond_dim, task.obs_dim, config.mean_width, config.mean_blocks)
+                     if config.predictor == "mean_residual" else None)
+        self.reward = RewardModel(cond_dim, task.obs_dim, config.reward_width)
+        # Per-dimension scale of the mean predictor's residual; the flow models residual / scale.
+        self.register_buffer("residual_scale", torch.ones(task.obs_dim))
+
+
+class WorldModel:
+    """A learned simulator of one task; ``sample`` is one batched environment step."""
+
+    def __init__(self, task: Task, config: WorldModelConfig, seed: int = 0) -> None:
+        self.task = task
+        self.config = config
+        self.version = 0
+        self.fitted = False
+        self.seed = seed
+        self.nets = self._build(seed)
+        self._generator = torch.Generator().manual_seed(seed)
+        self._sample_dtype: torch.dtype | None = None
+
+    def _build(self, seed: int) -> _Networks:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _Networks(self.task, self.config).eval()
+
+    @classmethod
+    def create(cls, task: str | Task, config: WorldModelConfig | None = None, seed: int = 0) -> WorldModel:
+        """Return an unfitted model of ``task`` with weights initialised from ``seed``."""
+        return cls(get_task(task), config or WorldModelConfig.default(), seed)
+
+    # ------------------------------------------------------------------ sampling
+
+    @property
+    def sample_dtype(self) -> torch.dtype:
+        """The precision ``sample`` runs in (probed once when the config says ``auto``)."""
+        if self._sample_dtype is None:
+            self._sample_dtype = resolve_dtype(self.config.dtype, self.config.denoiser_width,
+                                               self.config.denoiser_blocks)
+        return self._sample_dtype
+
+    def _check_pairs(self, observations: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        obs = np.ascontiguousarray(observations, dtype=np.float32)
+        act = np.ascontiguousarray(actions, dtype=np.float32)
+        t = self.task
+        if obs.ndim != 2 or act.ndim != 2 or obs.shape[1] != t.obs_dim or act.shape[1] != t.act_dim \
+                or len(obs) != len(act):
+            raise ValueError(f"{t.name} needs observations (B, {t.obs_dim}) and actions (B, {t.act_dim}); "
+                             f"got {obs.shape} and {act.shape}")
+        return obs, act
+
+    def sample(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        n_samples: int | None = None,
+        seed: int | None = None,
+    ) -> Prediction:
+        """Step B (observation, action) pairs: K next-state draws, their mean, reward, termination.
+
+        ``n_samples`` is K (default ``config.n_samples``). With ``seed`` the draws are a pure
+        function of the inputs and the seed; without it they come from the model's own
+        generator (seeded at creation), so a sequence of calls reproduces too.
+        """
+        obs_np, act_np = self._check_pairs(observations, actions)
+        k = self.config.n_samples if n_samples is None else int(n_samples)
+        if k < 1:
+            raise ValueError(f"n_samples must be >= 1, got {k}")
+        generator = self._generator if seed is None else torch.Generator().manual_seed(seed)
+        nets, cfg = self.nets, self.config
+        batch, dim = obs_np.shape
+        dtype = self.sample_dtype
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            obs = torch.from_numpy(obs_np)
+            cond = nets.normalizer.condition(obs, torch.from_numpy(act_np))
+            noise = torch.randn((k, batch, dim), generator=generator)
+            draws = euler_sample(nets.denoiser, noise, cond, cfg.sampling_steps, cfg.guidance).float()
+            if nets.mean is not None:
+                center = nets.mean(cond).float()
+                spread = draws * nets.residual_scale
+                draws = center + spread
+                uncertainty = spread.square().mean(dim=(0, 2)).sqrt()
+            else:
+                center = draws.mean(0)
+                uncertainty = (draws - center).square().mean(dim=(0, 2)).sqrt()
+            mean_delta = draws.mean(0)
+            rewards = nets.normalizer.unreward(nets.reward(cond, mean_delta).float())
+            samples = nets.normalizer.next_obs(obs, draws)
+            next_obs = samples.mean(0)
+        next_np = next_obs.numpy()
+        return Prediction(
+            next_observations=next_np,
+            rewards=rewards.numpy(),
+            terminated=self.task.is_terminated(next_np),
+            uncertainty=uncertainty.numpy(),
+            samples=samples.numpy(),
+        )
+
+    # ------------------------------------------------------------------ fitting
+
+    def _example_losses(self, cond: torch.Tensor, delta: torch.Tensor, reward: torch.Tensor,
+                        generator: torch.Generator, cond_dropout: float,
+                        report_units: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return per-example (state loss, reward loss), each (B,).
+
+        The residual flow trains on residual / residual_scale; with ``report_units`` its error is
+        weighted back by scale^2, so held-out losses stay comparable when the scale is updated.
+        """
+        nets = self.nets
+        if nets.mean is not None:
+            mean = nets.mean(cond)
+            state = (mean - delta).square().mean(-1)
+            target = (delta - mean.detach()) / nets.residual_scale
+            weights = nets.residual_scale.square() if report_units else None
+            state = state + flow_matching_loss(nets.denoiser, target, cond, generator, cond_dropout, weights)
+        else:
+            state = flow_matching_loss(nets.denoiser, delta, cond, generator, cond_dropout)
+        reward_loss = (nets.reward(cond, delta) - reward).square()
+        return state, reward_loss
+
+    def fit(
+        self,
+        dataset: OfflineDataset,
+        weights: np.ndarray | None = None,
+        steps: int | None = None,
+        warm_start: bool = True,
+        progress: bool = True,
+        seed: int = 0,
+    ) -> FitReport:
+        """Fit dynamics and reward to ``dataset``, each pair's losses multiplied by ``weights``.
+
+        ``weights`` (one per transition, >= 0, not all 0) are rescaled to mean 1. A held-out
+        split (``config.val_fraction``) decides early stopping and the model keeps its best
+        held-out weights. ``warm_start`` continues from the current weights and normaliser (a
+        refit, default ``config.refit_steps`` steps); otherwise, or on the first fit, the
+        normaliser is set from the data (default ``config.steps`` steps). Returns a FitReport.
+        """
+        cfg = self.config
+        if dataset.observations.shape[1] != self.task.obs_dim or dataset.actions.shape[1] != self.task.act_dim:
+            raise ValueError(f"dataset of {dataset.task.name} does not match the model's task {self.task.name}")
+        n = len(dataset)
+        if n < 10:
+            raise ValueError(f"need at least 10 transitions to fit, got {n}")
+        w = np.ones(n) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+        if len(w) != n or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"weights must be {n} finite non-negative numbers, not all zero")
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(n)
+        n_val = min(cfg.val_max, max(1, int(round(n * cfg.val_fraction))))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        w_train, w_val = w[train_idx], w[val_idx]
+        ess = float(w_train.sum() ** 2 / max(np.square(w_train).sum(), 1e-300))
+        w_train = w_train / w_train.mean()
+        w_val = w_val / w_val.mean() if w_val.sum() > 0 else np.ones_like(w_val)
+
+        refit = warm_start and self.fitted
+        if not warm_start:
+            self.nets = self._build(seed)
+        if not refit:
+            self.nets.normalizer.fit(dataset.observations[train_idx], dataset.actions[train_idx],
+                                     dataset.next_observations[train_idx], dataset.rewards[train_idx])
+            self.nets.residual_scale.fill_(1.0)
+        total_steps = int(steps if steps is not None else (cfg.refit_steps if refit else cfg.steps))
+        if total_steps < 1:
+            raise ValueError(f"steps must be >= 1, got {total_steps}")
+
+        train = self._tensors(dataset, train_idx, w_train)
+        val = self._tensors(dataset, val_idx, w_val)
+        nets = self.nets
+        params = [p for p in nets.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        generator = torch.Generator().manual_seed(seed)
+        report = FitReport(steps=0, seconds=0.0, effective_sample_size=ess, n_train=len(train_idx), n_val=n_val)
+        best_state = copy.deepcopy(nets.state_dict())
+        since_best, running, running_n = 0, 0.0, 0
+        quiet = not progress or os.environ.get("CI", "").lower() in ("1", "true")
+        start = time.perf_counter()
+        nets.train()
+        bar = tqdm(total=total_steps, desc=f"fit {self.task.name} world model", disable=quiet, mininterval=1.0)
+        try:
+            for step in range(1, total_steps + 1):
+                elapsed = time.perf_counter() - start
+                fraction = step / total_steps
+                if cfg.max_fit_seconds:
+                    fraction = max(fraction, elapsed / cfg.max_fit_seconds)
+                for group in optimizer.param_groups:  # cosine from lr to lr / 10 over the fit
+                    group["lr"] = cfg.learning_rate * (0.55 + 0.45 * math.cos(math.pi * min(fraction, 1.0)))
+                idx = torch.randint(len(train_idx), (cfg.batch_size,), generator=generator)
+                state, reward = self._example_losses(train["cond"][idx], train["delta"][idx], train["reward"][idx],
+                                                     generator, cfg.cond_dropout)
+                loss = (train["weight"][idx] * (state + cfg.reward_loss_weight * reward)).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                running += float(loss.detach())
+                running_n += 1
+                report.steps = step
+                bar.update(1)
+                out_of_time = cfg.max_fit_seconds is not None and elapsed >= cfg.max_fit_seconds
+                if step % cfg.eval_every == 0 or step == total_steps or out_of_time:
+                    val_loss = self._val_loss(val)
+                    report.train_losses.append(running / running_n)
+                    report.val_losses.append(val_loss)
+                    running, running_n = 0.0, 0
+                    bar.set_postfix(val=f"{val_loss:.4f}")
+                    if val_loss < report.best_val_loss:
+                        report.best_val_loss = val_loss
+                        best_state = copy.deepcopy(nets.state_dict())
+                        since_best = 0
+                    else:
+                        since_best += 1
+                    self._update_residual_scale(val)
+                    if since_best >= cfg.patience or out_of_time:
+                        report.stopped_early = step < total_steps
+                        break
+        finally:
+            bar.close()
+            nets.load_state_dict(best_state)
+            nets.eval()
+        report.seconds = time.perf_counter() - start
+        self.fitted = True
+        return report
+
+    def _tensors(self, dataset: OfflineDataset, idx: np.ndarray, weights: np.ndarray) -> dict[str, torch.Tensor]:
+        norm = self.nets.normalizer
+        with torch.no_grad():
+            obs = torch.from_numpy(np.asarray(dataset.observations[idx], np.float32))
+            act = torch.from_numpy(np.asarray(dataset.actions[idx], np.float32))
+            nxt = torch.from_numpy(np.asarray(dataset.next_observations[idx], np.float32))
+            rew = torch.from_numpy(np.asarray(dataset.rewards[idx], np.float32))
+            return {
+                "cond": norm.condition(obs, act),
+                "delta": norm.delta(obs, nxt),
+                "reward": norm.reward(rew),
+                "weight": torch.from_numpy(weights.astype(np.float32)),
+            }
+
+    def _val_loss(self, val: dict[str, torch.Tensor]) -> float:
+        """Weighted held-out loss with a fixed noise generator, so evaluations are comparable."""
+        generator = torch.Generator().manual_seed(12345)
+        self.nets.eval()
+        with torch.no_grad():
+            state, reward = self._example_losses(val["cond"], val["delta"], val["reward"], generator, 0.0,
+                                                report_units=True)
+            loss = float((val["weight"] * (state + self.config.reward_loss_weight * reward)).mean())
+        self.nets.train()
+        return loss
+
+    def _update_residual_scale(self, val: dict[str, torch.Tensor]) -> None:
+        """Set the residual scale to the held-out RMS residual of the mean predictor, per dimension."""
+        if self.nets.mean is None:
+            return
+        with torch.no_grad():
+            residual = val["delta"] - self.nets.mean(val["cond"])
+            self.nets.residual_scale.copy_(residual.square().mean(0).sqrt().clamp_min(1e-3))
+
+    # ------------------------------------------------------------------ copies and files
+
+    def clone(self) -> WorldModel:
+        """Return an independent deep copy (weights, config, version, generator state)."""
+        other = WorldModel.__new__(WorldModel)
+        other.task, other.config, other.version = self.task, copy.deepcopy(self.config), self.version
+        other.fitted, other.seed = self.fitted, self.seed
+        other.nets = copy.deepcopy(self.nets)
+        other._generator = torch.Generator()
+        other._generator.set_state(self._generator.get_state())
+        other._sample_dtype = self._sample_dtype
+        return other
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/model.safetensors`` then ``path/config.json``, each atomically; return ``path``.
+
+        The JSON records the task, config, version and the weights' SHA-256, so a torn pair
+        (new weights, old JSON) is detected on load.
+        """
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {key: value.detach().contiguous().clone() for key, value in self.nets.state_dict().items()}
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": FORMAT})
+            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        meta: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "task": self.task.name,
+            "obs_dim": self.task.obs_dim,
+            "act_dim": self.task.act_dim,
+            "version": self.version,
+            "fitted": self.fitted,
+            "seed": self.seed,
+            "config": self.config.to_dict(),
+            "weights_sha256": digest,
+        }
+        with atomic_path(directory / CONFIG_FILE) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, path: str | Path, expected_config: WorldModelConfig | None = None) -> WorldModel:
+        """Read a model written by ``save``; never unpickles anything.
+
+        Raises ConfigMismatchError (listing every differing field) if ``expected_config`` is
+        given and differs from the saved one, and WorldModelFileError for missing or corrupt files.
+        """
+        directory = Path(path)
+        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        if not config_path.exists() or not weights_path.exists():
+            raise WorldModelFileError(
+                f"{directory} is not a saved world model (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+        try:
+            meta = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise WorldModelFileError(f"{config_path} is not valid JSON: {exc}") from exc
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise WorldModelFileError(f"{config_path} is not a {FORMAT} v{FORMAT_VERSION} file "
+                                      f"(format {meta.get('format')!r} v{meta.get('format_version')!r})")
+        config = WorldModelConfig.from_dict(meta["config"])
+        if expected_config is not None:
+            diffs = config.differences(expected_config)
+            if diffs:
+                raise ConfigMismatchError(f"the world model at {directory} was saved with a different config "
+                                          f"(saved != expected): {'; '.join(diffs)}")
+        if hashlib.sha256(weights_path.read_bytes()).hexdigest() != meta.get("weights_sha256"):
+            raise WorldModelFileError(f"{weights_path} does not match the checksum in {config_path} "
+                                      "(a torn or edited save)")
+        model = cls(get_task(meta["task"]), config, int(meta.get("seed", 0)))
+        try:
+            model.nets.load_state_dict(load_file(str(weights_path)), strict=True)
+        except RuntimeError as exc:
+            raise WorldModelFileError(f"{weights_path} does not fit the saved config: {exc}") from exc
+        model.version = int(meta.get("version", 0))
+        model.fitted = bool(meta.get("fitted", True))
+        return model
