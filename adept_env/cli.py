@@ -152,6 +152,23 @@ def bench_data(
     run(steps=steps, json_path=json_path)
 
 
+@bench_app.command("world-model")
+def bench_world_model(
+    quick: Annotated[bool, typer.Option("--quick", help="Small dataset and budget (about two minutes).")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
+    train_seconds: Annotated[
+        float | None, typer.Option(help="Training seconds per model (default 25 quick, 240 full).", min=1)
+    ] = None,
+    dataset: Annotated[Path | None, typer.Option(help="Use this .hdf5 instead of generating data.")] = None,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads (1: the fair match for one MuJoCo process).",
+                                         min=1)] = 1,
+) -> None:
+    """Diffusion world model vs a probabilistic ensemble (fidelity), vs MuJoCo (speed), and fit cost."""
+    from adept_env.benchmarks.world_model import run
+
+    run(quick=quick, json_path=json_path, train_seconds=train_seconds, dataset_path=dataset, threads=threads)
+
+
 def _print_summary(summary: dict) -> None:
     table = Table("field", "value", show_header=False)
     for key, value in summary.items():

@@ -1,0 +1,290 @@
+"""World-model benchmark: fidelity against an ensemble, sampling speed against MuJoCo, fit cost.
+
+Everything is measured side by side in one run on HalfCheetah uniform-action data:
+
+* fidelity: one-step normalised next-state MSE and reward MSE on held-out dataset pairs and on
+  pairs from a different (smooth, correlated-action) policy, and the 5-step open-loop rollout
+  error; diffusion world model vs a 7-member probabilistic ensemble trained for the same
+  wall-clock time (and the flow-only "plain" form in the full run);
+* sampler sweep: held-out error and speed for N sampler steps x K draws;
+* speed: ``sample`` transitions/s at batch 1, 256, 1024 beside the real env's steps/s;
+* fit cost: seconds per 1k gradient steps and one warm-start refit of the default size.
+
+Ends with ``speed_ratio_vs_mujoco=<x>`` and ``fidelity_ratio_vs_ensemble=<y>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from adept_env.benchmarks.system import cpu_model
+from adept_env.data.collect import collect, uniform_policy
+from adept_env.data.dataset import OfflineDataset, from_d4rl_arrays, load_dataset
+from adept_env.diffusion import WorldModel, WorldModelConfig
+from adept_env.diffusion.ensemble import EnsembleConfig, ProbabilisticEnsemble
+from adept_env.tasks import Task, get_task
+
+
+@dataclass
+class SmoothPolicy:
+    """Ornstein-Uhlenbeck actions: temporally correlated, unlike the dataset's uniform ones."""
+
+    act_dim: int
+    theta: float = 0.15
+    sigma: float = 0.35
+    name: str = "ou-noise"
+
+    def __post_init__(self) -> None:
+        self._x = np.zeros(self.act_dim)
+
+    def act(self, observation: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        self._x = self._x - self.theta * self._x + self.sigma * rng.standard_normal(self.act_dim)
+        return np.clip(self._x, -1.0, 1.0).astype(np.float32), 0.0
+
+    def checksum(self) -> str:
+        return f"ou-{self.theta}-{self.sigma}"
+
+
+def _subset(ds: OfflineDataset, idx: np.ndarray) -> OfflineDataset:
+    return dataclasses.replace(
+        ds, observations=ds.observations[idx], actions=ds.actions[idx], rewards=ds.rewards[idx],
+        next_observations=ds.next_observations[idx], terminals=ds.terminals[idx], timeouts=ds.timeouts[idx],
+        behavior_log_probs=None if ds.behavior_log_probs is None else ds.behavior_log_probs[idx])
+
+
+def _rollout_starts(ds: OfflineDataset, horizon: int) -> np.ndarray:
+    """Rows i where i..i+horizon-1 are consecutive steps of one episode."""
+    n = len(ds)
+    linked = np.zeros(n, bool)  # row j continues into row j + 1
+    linked[:-1] = (~ds.terminals[:-1] & ~ds.timeouts[:-1]
+                   & np.all(ds.next_observations[:-1] == ds.observations[1:], axis=1))
+    ok = np.ones(max(n - horizon + 1, 0), bool)
+    for j in range(horizon - 1):
+        ok &= linked[j: n - horizon + 1 + j]
+    return np.flatnonzero(ok)
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _rate(fn: Any, items: int, seconds: float) -> float:
+    fn()
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return calls * items / elapsed
+
+
+def mujoco_steps_per_second(task: Task, seconds: float) -> float:
+    """Return the real env's single-process steps/s with uniform actions (resets included)."""
+    env = gym.make(task.env_id)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(1000)]
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+        steps += len(actions)
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def run(
+    quick: bool = False,
+    json_path: Path | None = None,
+    train_seconds: float | None = None,
+    dataset_path: Path | None = None,
+    threads: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run the benchmark, print tables and the two ratio lines; return every figure as a dict.
+
+    ``quick``: 30k transitions, 25 s of training per model, no plain-form model (about two
+    minutes). Full: 200k transitions (or ``dataset_path``), 240 s per model.
+    """
+    console = Console()
+    torch.set_num_threads(threads)
+    task = get_task("halfcheetah")
+    train_seconds = train_seconds or (25.0 if quick else 240.0)
+    n_data = 30_000 if quick else 200_000
+    console.print(f"CPU: {cpu_model()}  torch threads: {threads}  date: {_dt.date.today()}  "
+                  f"mode: {'quick' if quick else 'full'}  training budget per model: {train_seconds:.0f} s")
+    report: dict[str, Any] = {"cpu": cpu_model(), "date": str(_dt.date.today()), "quick": quick,
+                              "torch_threads": threads, "train_seconds": train_seconds}
+
+    # ---------------------------------------------------------------- data
+    if dataset_path is not None:
+        data = load_dataset(dataset_path)
+    else:
+        data = from_d4rl_arrays(collect(task, uniform_policy(task), n_data, seed=seed, progress=False), task)
+    n_train = int(0.9 * len(data))
+    train, test = _subset(data, np.arange(n_train)), _subset(data, np.arange(n_train, len(data)))
+    shifted_steps = 2_000 if quick else 5_000
+    shifted = from_d4rl_arrays(collect(task, SmoothPolicy(task.act_dim), shifted_steps, seed=seed + 1,
+                                       progress=False), task)
+    delta = train.next_observations - train.observations
+    delta_std = np.maximum(delta.std(0), 1e-4)
+    obs_std = np.maximum(train.observations.std(0), 1e-4)
+    rng = np.random.default_rng(seed)
+    n_eval = min(len(test), 2_000 if quick else 5_000)
+    test_idx = rng.choice(len(test), n_eval, replace=False)
+    sets = {"held-out": _subset(test, test_idx), "other policy": shifted}
+    horizon = 5
+    starts = _rollout_starts(test, horizon)
+    starts = rng.choice(starts, min(len(starts), 200 if quick else 500), replace=False)
+    report["data"] = {"train": len(train), "test": len(test), "shifted": len(shifted), "rollouts": len(starts)}
+    console.print(f"data: {len(train)} train / {len(test)} test uniform-action transitions, "
+                  f"{len(shifted)} OU-policy transitions, {len(starts)} {horizon}-step rollouts")
+
+    def state_error(pred: np.ndarray, ds: OfflineDataset) -> np.ndarray:
+        return np.mean(np.square((pred - ds.next_observations) / delta_std), axis=1)
+
+    # ---------------------------------------------------------------- training, equal wall clock
+    models: dict[str, Any] = {}
+    configs = {"diffusion": WorldModelConfig.default()}
+    if not quick:
+        configs["diffusion-plain"] = WorldModelConfig(predictor="plain", denoiser_width=256, denoiser_blocks=3)
+    fit_rows = []
+    for name, config in configs.items():
+        config = dataclasses.replace(config, steps=10**7, max_fit_seconds=train_seconds, patience=10**6)
+        model = WorldModel.create(task, config, seed=seed)
+        fit = model.fit(train, progress=not quick, seed=seed)
+        models[name] = model
+        fit_rows.append((name, fit.steps, fit.seconds, fit.seconds_per_1k_steps))
+    ensemble = ProbabilisticEnsemble(task, EnsembleConfig(max_fit_seconds=train_seconds), seed=seed)
+    efit = ensemble.fit(train, progress=not quick)
+    fit_rows.append(("ensemble", efit["steps"], efit["seconds"], 1000 * efit["seconds"] / max(efit["steps"], 1)))
+    models["ensemble"] = ensemble
+    report["training"] = {row[0]: {"steps": row[1], "seconds": row[2], "seconds_per_1k_steps": row[3]}
+                          for row in fit_rows}
+
+    # ---------------------------------------------------------------- fidelity
+    def predict(name: str, obs: np.ndarray, act: np.ndarray, k: int | None = None) -> tuple[np.ndarray, ...]:
+        model = models[name]
+        if name == "ensemble":
+            p = model.predict(obs, act)
+            return p.next_observations, p.rewards, p.disagreement, p.aleatoric
+        p = model.sample(obs, act, n_samples=k, seed=seed)
+        return p.next_observations, p.rewards, p.uncertainty, p.uncertainty
+
+    fidelity: dict[str, dict[str, float]] = {}
+    for name in models:
+        row: dict[str, float] = {}
+        for set_name, ds in sets.items():
+            nxt, rew, unc, unc2 = predict(name, ds.observations, ds.actions)
+            err = state_error(nxt, ds)
+            row[f"{set_name} state"] = float(err.mean())
+            row[f"{set_name} reward"] = float(np.mean(np.square(rew - ds.rewards)))
+            row[f"{set_name} unc-rank-corr"] = _rank_correlation(unc, err)
+            if name == "ensemble":
+                row[f"{set_name} unc-rank-corr (MOPO max-std)"] = _rank_correlation(unc2, err)
+        s = test.observations[starts]
+        for j in range(horizon):
+            s = predict(name, s, test.actions[starts + j])[0]
+        row["rollout-5 state"] = float(np.mean(np.square((s - test.next_observations[starts + horizon - 1]) / obs_std)))
+        fidelity[name] = row
+    for name in configs:  # the mean predictor alone, for the form comparison
+        model = models[name]
+        if model.nets.mean is not None:
+            for set_name, ds in sets.items():
+                with torch.inference_mode():
+                    obs = torch.from_numpy(ds.observations)
+                    cond = model.nets.normalizer.condition(obs, torch.from_numpy(ds.actions))
+                    nxt = model.nets.normalizer.next_obs(obs, model.nets.mean(cond)).numpy()
+                fidelity[name][f"{set_name} state (mean predictor alone)"] = float(state_error(nxt, ds).mean())
+    report["fidelity"] = fidelity
+    keys = sorted({k for row in fidelity.values() for k in row}, key=lambda k: (k.split(" ")[0], k))
+    table = Table("metric (lower is better; rank-corr higher)", *fidelity)
+    for key in keys:
+        table.add_row(key, *[f"{fidelity[m][key]:.4f}" if key in fidelity[m] else "-" for m in fidelity])
+    console.print(table)
+
+    # ---------------------------------------------------------------- speed
+    wm: WorldModel = models["diffusion"]
+    default_k = wm.config.n_samples
+    seconds = 0.5 if quick else 2.0
+    pool = test.observations[: 1024], test.actions[: 1024]
+    mujoco = mujoco_steps_per_second(task, 2.0 if quick else 5.0)
+    speed: dict[str, float] = {}
+    table = Table("batch", *[f"K={k} transitions/s" for k in sorted({1, default_k})], "MuJoCo steps/s")
+    for batch in (1, 256, 1024):
+        cells = []
+        for k in sorted({1, default_k}):
+            obs, act = pool[0][:batch], pool[1][:batch]
+            rate = _rate(lambda obs=obs, act=act, k=k: wm.sample(obs, act, n_samples=k), batch,
+                         seconds if batch > 1 else seconds / 2)
+            speed[f"batch{batch}_K{k}"] = rate
+            cells.append(f"{rate:,.0f}")
+        table.add_row(str(batch), *cells, f"{mujoco:,.0f}")
+    console.print(f"sampling dtype: {wm.sample_dtype}; N = {wm.config.sampling_steps} Euler steps")
+    console.print(table)
+    speed["mujoco_steps_per_s"] = mujoco
+    report["speed"] = speed
+
+    # ---------------------------------------------------------------- sampler sweep (N steps x K draws)
+    sweep_rows = []
+    held = sets["held-out"]
+    for n_steps in (1, 2, 4, 8):
+        for k in (1, 2, 4, 8):
+            probe = wm.clone()
+            probe.config = dataclasses.replace(probe.config, sampling_steps=n_steps)
+            err = float(state_error(probe.sample(held.observations, held.actions, n_samples=k, seed=seed)
+                                    .next_observations, held).mean())
+            rate = _rate(lambda probe=probe, k=k: probe.sample(*pool, n_samples=k), 1024, seconds / 2)
+            sweep_rows.append({"N": n_steps, "K": k, "held_out_state_mse": err, "batch1024_per_s": rate,
+                               "vs_mujoco": rate / mujoco})
+    table = Table("N steps", "K draws", "held-out state MSE", "batch-1024 transitions/s", "x MuJoCo")
+    for row in sweep_rows:
+        table.add_row(str(row["N"]), str(row["K"]), f"{row['held_out_state_mse']:.4f}",
+                      f"{row['batch1024_per_s']:,.0f}", f"{row['vs_mujoco']:.2f}")
+    console.print(table)
+    report["sampler_sweep"] = sweep_rows
+
+    # ---------------------------------------------------------------- refit cost
+    weights = np.random.default_rng(seed).uniform(0.2, 2.0, len(train))
+    refit_steps = 200 if quick else wm.config.refit_steps
+    refit_model = wm.clone()
+    refit_model.config = dataclasses.replace(refit_model.config, max_fit_seconds=None)
+    refit = refit_model.fit(train, weights=weights, steps=refit_steps, warm_start=True, progress=False, seed=seed + 1)
+    report["refit"] = {"steps": refit.steps, "seconds": refit.seconds,
+                       "seconds_per_1k_steps": refit.seconds_per_1k_steps,
+                       "default_refit_steps": WorldModelConfig.default().refit_steps,
+                       "default_refit_seconds_estimate": refit.seconds_per_1k_steps
+                       * WorldModelConfig.default().refit_steps / 1000}
+    table = Table("model", "gradient steps", "seconds", "s / 1k steps")
+    for name, steps, secs, per_k in fit_rows:
+        table.add_row(name, str(steps), f"{secs:.1f}", f"{per_k:.1f}")
+    table.add_row(f"diffusion warm refit (weighted, {refit.steps} steps)", str(refit.steps), f"{refit.seconds:.1f}",
+                  f"{refit.seconds_per_1k_steps:.1f}")
+    console.print(table)
+
+    speed_ratio = speed[f"batch1024_K{default_k}"] / mujoco
+    fidelity_ratio = fidelity["diffusion"]["held-out state"] / fidelity["ensemble"]["held-out state"]
+    report["speed_ratio_vs_mujoco"] = speed_ratio
+    report["fidelity_ratio_vs_ensemble"] = fidelity_ratio
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(report, indent=2))
+    print(f"speed_ratio_vs_mujoco={speed_ratio:.2f}")
+    print(f"fidelity_ratio_vs_ensemble={fidelity_ratio:.2f}")
+    return report
