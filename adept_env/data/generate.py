@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import mujoco
@@ -19,12 +22,24 @@ DEFAULT_STEPS = 1_000_000
 
 
 def behavior_policy(task: Task, quality: str) -> ActingPolicy:
-    """Return the policy that collects ``quality`` data for ``task``."""
+    """Return the policy that collects ``quality`` data for ``task``.
+
+    ``random``: the uniform policy; ``medium`` / ``expert``: the SAC actor shipped in
+    ``adept_env/policies`` (sampled stochastically). ``medium-replay`` and ``medium-expert``
+    come from several policies; :func:`make_dataset` builds them.
+    """
     if quality == "random":
         return uniform_policy(task)
-    raise NotImplementedError(
-        f"{task.name}-{quality} needs a trained behaviour policy, which this version does not ship yet; "
-        f"only the random datasets can be generated"
+    if quality in ("medium", "expert"):
+        from adept_env.data.behavior import shipped_actor
+
+        try:
+            return shipped_actor(task.name, quality)
+        except FileNotFoundError as exc:
+            raise NotImplementedError(str(exc)) from exc
+    raise ValueError(
+        f"{task.name}-{quality} is not collected by one policy: medium-replay is the medium SAC run's replay "
+        f"buffer, medium-expert is medium + expert; make_dataset builds them"
     )
 
 
@@ -35,32 +50,63 @@ def make_dataset(
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    run_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Generate dataset ``name`` (e.g. ``"hopper-random"``) and write it atomically.
 
     Returns the path written (``out``, or the cache path under ``$ADEPT_HOME``). The file has
     D4RL's keys plus attributes naming the env id, library versions, seed and the behaviour
     policy's checksum; the same name, steps and seed give the same arrays.
+
+    ``medium``/``expert`` collect ``steps`` transitions of the shipped actor; ``medium-expert``
+    is ``steps`` of each (2 * steps rows, medium first); ``medium-replay`` is the SAC run's
+    replay buffer (in ``run_dir``, default ``$ADEPT_HOME/behavior/<task>``) from its start up to
+    the shipped medium actor's step, cut to the first ``steps`` rows if that is fewer.
     """
     from adept_env.data.dataset import default_path
 
     task, quality = parse_dataset_name(name)
-    policy = behavior_policy(task, quality)
-    arrays = collect(task, policy, steps, seed, progress=progress, desc=f"{task.name}-{quality}")
+    extra: dict[str, Any] = {}
+    if quality == "medium-replay":
+        from adept_env.data.train_behavior import medium_replay_arrays
+
+        arrays, extra = medium_replay_arrays(task, steps=steps, run_dir=run_dir)
+        policy_name, checksum = extra.pop("behavior_policy"), extra.pop("behavior_policy_sha256")
+    elif quality == "medium-expert":
+        medium, expert = behavior_policy(task, "medium"), behavior_policy(task, "expert")
+        parts = [
+            collect(task, medium, steps, seed, progress=progress, desc=f"{task.name}-medium-expert (medium)"),
+            collect(task, expert, steps, seed + 1, progress=progress, desc=f"{task.name}-medium-expert (expert)"),
+        ]
+        arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        components = [medium.checksum(), expert.checksum()]
+        policy_name = f"mixture({medium.name}, {expert.name})"
+        checksum = hashlib.sha256(",".join(components).encode()).hexdigest()
+        extra = {
+            "behavior_policy_components": json.dumps(components),
+            "behavior_policy_weights": json.dumps([0.5, 0.5]),
+            "component_rows": json.dumps([steps, steps]),
+            "component_seeds": json.dumps([seed, seed + 1]),
+        }
+    else:
+        policy = behavior_policy(task, quality)
+        arrays = collect(task, policy, steps, seed, progress=progress, desc=f"{task.name}-{quality}")
+        policy_name, checksum = policy.name, policy.checksum()
     attrs = {
         "dataset": f"{task.name}-{quality}",
         "task": task.name,
         "env_id": task.env_id,
         "quality": quality,
         "seed": seed,
-        "steps": steps,
-        "behavior_policy": policy.name,
-        "behavior_policy_sha256": policy.checksum(),
+        "steps": len(arrays["rewards"]),
+        "behavior_policy": policy_name,
+        "behavior_policy_sha256": checksum,
         "gymnasium_version": gym.__version__,
         "mujoco_version": mujoco.__version__,
         "adept_env_version": __version__,
         "numpy_version": np.__version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
     }
     target = Path(out) if out is not None else default_path(name)
     return write_hdf5(target, arrays, attrs)

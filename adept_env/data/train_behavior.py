@@ -21,6 +21,7 @@ last, so a run killed at any moment resumes from its last complete checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -28,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from adept_env.atomic import atomic_path
 from adept_env.data.behavior import LOG_STD_MAX, LOG_STD_MIN, save_actor, write_json
 from adept_env.paths import adept_home
+from adept_env.sim import make_real_env
 from adept_env.tasks import Task, get_task, normalized_score
 
 BUFFER_KEYS: tuple[str, ...] = (
@@ -130,7 +131,7 @@ def _make_sac(config: BehaviorTrainConfig, seed: int) -> Any:
             self.sampled_log_probs[self.num_timesteps] = log_prob
             return action, buffer_action
 
-    env = gym.make(task.env_id, max_episode_steps=task.max_episode_steps)
+    env = make_real_env(task.env_id, max_episode_steps=task.max_episode_steps)
     model = LoggingSAC(
         "MlpPolicy",
         env,
@@ -185,7 +186,7 @@ def actor_weights(model: Any) -> dict[str, np.ndarray]:
 
 def actor_spec(task: Task, config: BehaviorTrainConfig, step: int) -> dict[str, Any]:
     """Return the JSON spec of an actor snapshot taken at ``step`` of a run with ``config``."""
-    env = gym.make(task.env_id)
+    env = make_real_env(task.env_id)
     space = env.action_space
     env.close()
     return {
@@ -215,7 +216,7 @@ def evaluate_actor(
 
     Returns returns (list), lengths, their mean and std, and the D4RL-normalised mean and std.
     """
-    env = gym.make(task.env_id, max_episode_steps=task.max_episode_steps)
+    env = make_real_env(task.env_id, max_episode_steps=task.max_episode_steps)
     returns, lengths = [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
@@ -481,3 +482,78 @@ def plot_learning_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return out
+
+
+def medium_replay_arrays(
+    task: str | Task,
+    *,
+    steps: int | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    medium_step: int | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Return D4RL-keyed arrays of the medium-replay dataset and attributes describing them.
+
+    The rows are the SAC run's replay buffer from step 0 to the medium point, in collection
+    order (uniform warm-up first): D4RL's medium-replay recipe. The medium point is the step of
+    the shipped medium actor (``medium_step`` overrides it); the run's snapshot at that step
+    must have the shipped actor's checksum, so the buffer is the one that produced it.
+    ``steps`` keeps only the first ``steps`` rows. ``terminals`` are true terminations,
+    ``timeouts`` time-limit cuts and interruption cuts (the last row is cut too, as in
+    :func:`~adept_env.data.collect.collect`); ``infos/action_log_probs`` is log pi(a|s) under
+    the policy of the moment; ``infos/qpos`` and ``infos/qvel`` are rebuilt from the
+    observations (x position 0, clipped velocities as observed), since SB3 keeps no state.
+    """
+    from adept_env.data.behavior import load_actor, shipped_actor
+
+    task = get_task(task)
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(task)
+    if not (run_dir / "progress.json").exists():
+        raise FileNotFoundError(
+            f"medium-replay needs the behaviour SAC run's replay buffer, and {run_dir} holds no run; "
+            f"train it with `adept-env data train-behavior {task.name}` (or pass run_dir)"
+        )
+    extra: dict[str, Any] = {}
+    if medium_step is None:
+        medium = shipped_actor(task.name, "medium")
+        medium_step = int(medium.spec["source"]["step"])
+        run_actor = load_actor(snapshot_stem(run_dir, medium_step))
+        if run_actor.checksum() != medium.checksum():
+            raise ValueError(
+                f"the snapshot at step {medium_step} in {run_dir} is not the shipped medium actor of {task.name}; "
+                f"this run did not produce it, so its buffer is not that actor's medium-replay"
+            )
+        medium_checksum = medium.checksum()
+    else:
+        medium_checksum = load_actor(snapshot_stem(run_dir, medium_step)).checksum()
+    buf = load_buffer(run_dir, medium_step)
+    n = medium_step if steps is None else min(int(steps), medium_step)
+    env = make_real_env(task.env_id)
+    low, high = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
+    env.close()
+    timeouts = buf["timeouts"][:n] > 0
+    terminals = (buf["dones"][:n] > 0) & ~timeouts
+    timeouts[-1] = not terminals[-1]
+    qpos, qvel = task.split_observation(buf["observations"][:n])
+    arrays = {
+        "observations": buf["observations"][:n].astype(np.float32),
+        "actions": (low + (buf["actions"][:n] + 1.0) * (high - low) / 2.0).astype(np.float32),
+        "rewards": buf["rewards"][:n].astype(np.float32),
+        "terminals": terminals,
+        "timeouts": timeouts,
+        "next_observations": buf["next_observations"][:n].astype(np.float32),
+        "infos/qpos": qpos.astype(np.float32),
+        "infos/qvel": qvel.astype(np.float32),
+        "infos/action_log_probs": buf["log_probs"][:n].astype(np.float32),
+    }
+    config = json.loads((run_dir / "config.json").read_text())
+    extra.update(
+        {
+            "behavior_policy": f"sac-replay({task.name}, steps 0-{medium_step})",
+            "behavior_policy_sha256": hashlib.sha256(f"replay:{medium_checksum}:{n}".encode()).hexdigest(),
+            "medium_actor_sha256": medium_checksum,
+            "medium_step": medium_step,
+            "learning_starts": int(config["learning_starts"]),
+            "infos_state_note": "infos/qpos and infos/qvel rebuilt from observations (x position set to 0)",
+        }
+    )
+    return arrays, extra
