@@ -1,0 +1,195 @@
+"""stable-baselines3 glue: a native VecEnv, a policy-sync callback and a mixed replay buffer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
+
+from adept_env.data.dataset import OfflineDataset, load_dataset
+from adept_env.envs.core import WorldModelCore
+from adept_env.envs.episodes import EpisodeBatch, build_core
+from adept_env.envs.world_model_env import action_space, observation_space
+
+
+class WorldModelVecEnv(VecEnv):
+    """An SB3 VecEnv stepping ``num_envs`` synthetic episodes in one world-model call.
+
+    SB3 semantics: a finished episode is reset in the same step; its last observation is in
+    ``infos[i]["terminal_observation"]`` and a horizon cut sets ``infos[i]["TimeLimit.truncated"]``.
+    """
+
+    def __init__(self, dataset: str | OfflineDataset = "halfcheetah-random", num_envs: int = 1, *,
+                 core: WorldModelCore | None = None, seed: int | None = None, progress: bool = True,
+                 **overrides: Any) -> None:
+        self.core = core if core is not None else build_core(dataset, progress=progress, **overrides)
+        task = self.core.task
+        self.render_mode = None
+        super().__init__(num_envs, observation_space(task.obs_dim), action_space(task.act_dim))
+        self._episodes = EpisodeBatch(self.core, num_envs)
+        self._rng = np.random.default_rng(seed)
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> np.ndarray:
+        if self._seeds[0] is not None:
+            self._rng = np.random.default_rng(self._seeds[0])
+        self._reset_seeds()
+        self._reset_options()
+        return self._episodes.reset(self._rng)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        if self._actions is None:
+            raise RuntimeError("step_async() must come before step_wait()")
+        out = self._episodes.step(self._actions, self._rng)
+        self._actions = None
+        dones = out.terminated | out.truncated
+        infos: list[dict[str, Any]] = []
+        for i in range(self.num_envs):
+            info = {
+                "raw_reward": float(out.batch.raw_rewards[i]),
+                "uncertainty": float(out.batch.uncertainty[i]),
+                "halted": bool(out.batch.halted[i]),
+                "model_version": out.batch.model_version,
+            }
+            if dones[i]:
+                info["terminal_observation"] = out.observations[i]
+                info["TimeLimit.truncated"] = bool(out.truncated[i] and not out.terminated[i])
+            infos.append(info)
+        obs = self._episodes.reset(self._rng, mask=dones) if dones.any() else out.observations
+        return obs, out.rewards, dones, infos
+
+    def close(self) -> None:
+        pass
+
+    def _indices(self, indices: VecEnvIndices) -> Sequence[int]:
+        if indices is None:
+            return range(self.num_envs)
+        return [indices] if isinstance(indices, int) else list(indices)
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [getattr(self, attr_name) for _ in self._indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
+                   **method_kwargs: Any) -> list[Any]:
+        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._indices(indices)]
+
+    def update_policy(self, policy: Any) -> int:
+        """Give the env the agent's current policy (see WorldModelCore.update_policy)."""
+        return self.core.update_policy(policy)
+
+
+def find_cores(env: Any) -> list[WorldModelCore]:
+    """Return the distinct world-model cores behind an env (SB3 VecEnvs, wrappers, ours)."""
+    found: list[WorldModelCore] = []
+    stack = [env]
+    while stack:
+        item = stack.pop()
+        core = getattr(item, "core", None)
+        if isinstance(core, WorldModelCore):
+            if all(core is not c for c in found):
+                found.append(core)
+            continue
+        if hasattr(item, "venv"):  # SB3 VecEnv wrappers (VecMonitor, VecNormalize, ...)
+            stack.append(item.venv)
+        elif hasattr(item, "envs"):  # DummyVecEnv
+            stack.extend(item.envs)
+        elif hasattr(item, "unwrapped") and item.unwrapped is not item:
+            stack.append(item.unwrapped)
+    return found
+
+
+class PolicySync(BaseCallback):
+    """Push the agent's policy to the world-model env every ``every`` steps.
+
+    With ``refit=True`` each push also starts a background importance-sampled refit (the env
+    keeps stepping the old model until the new one is swapped in). ``env`` defaults to the
+    model's training env.
+    """
+
+    def __init__(self, every: int = 5_000, refit: bool = False, env: Any = None, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.every = every
+        self.refit = refit
+        self._env = env
+        self.cores: list[WorldModelCore] = []
+        self.pushes = 0
+
+    def _on_training_start(self) -> None:
+        self.cores = find_cores(self._env if self._env is not None else self.training_env)
+        if not self.cores:
+            raise ValueError("PolicySync found no ADEPT world-model env; pass env=... explicitly")
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.every < self.training_env.num_envs:
+            for core in self.cores:
+                core.update_policy(self.model)
+                if self.refit:
+                    core.refit(blocking=False)
+            self.pushes += 1
+            self.logger.record("adept/model_version", self.cores[0].model_version)
+        return True
+
+
+class MixedReplayBuffer(ReplayBuffer):
+    """A replay buffer whose batches mix real dataset transitions with the agent's own.
+
+    ``real_ratio`` of each batch comes from ``dataset`` (an OfflineDataset or a dataset name),
+    the rest from what the agent collected in the world model. Pass it to SB3 as
+    ``SAC(..., replay_buffer_class=MixedReplayBuffer, replay_buffer_kwargs={"dataset": ds, "real_ratio": 0.5})``.
+    """
+
+    def __init__(self, buffer_size: int, observation_space: gym.spaces.Space, action_space: gym.spaces.Space,
+                 device: torch.device | str = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
+                 handle_timeout_termination: bool = True, *, dataset: OfflineDataset | str,
+                 real_ratio: float = 0.5) -> None:
+        super().__init__(buffer_size, observation_space, action_space, device, n_envs=n_envs,
+                         optimize_memory_usage=optimize_memory_usage,
+                         handle_timeout_termination=handle_timeout_termination)
+        if not 0.0 <= real_ratio <= 1.0:
+            raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio}")
+        self.dataset = dataset if isinstance(dataset, OfflineDataset) else load_dataset(dataset)
+        if self.dataset.observations.shape[1:] != observation_space.shape:
+            raise ValueError(
+                f"dataset observations {self.dataset.observations.shape[1:]} do not match "
+                f"the env's {observation_space.shape}"
+            )
+        self.real_ratio = real_ratio
+
+    def sample(self, batch_size: int, env: Any = None) -> ReplayBufferSamples:
+        n_real = int(round(batch_size * self.real_ratio)) if self.size() > 0 else batch_size
+        n_real = min(n_real, batch_size)
+        idx = np.random.randint(0, len(self.dataset), size=n_real)
+        ds = self.dataset
+        real = (
+            self._normalize_obs(ds.observations[idx], env),
+            ds.actions[idx],
+            self._normalize_obs(ds.next_observations[idx], env),
+            ds.terminals[idx].astype(np.float32).reshape(-1, 1),
+            self._normalize_reward(ds.rewards[idx].reshape(-1, 1), env),
+        )
+        real_t = ReplayBufferSamples(*tuple(map(self.to_torch, real)))
+        if n_real == batch_size:
+            return real_t
+        synthetic = super().sample(batch_size - n_real, env=env)
+        return ReplayBufferSamples(
+            *(torch.cat([a, b.to(a.dtype)]) for a, b in zip(real_t[:5], synthetic[:5], strict=True))
+        )
