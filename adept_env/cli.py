@@ -89,6 +89,30 @@ def data_train_behavior(
     console.print(f"{name}: {state['num_timesteps']} steps done{summary}")
 
 
+@data_app.command("ship-behavior")
+def data_ship_behavior(
+    task: Annotated[str, typer.Argument(help="halfcheetah, hopper or walker2d")],
+    quality: Annotated[str, typer.Argument(help="medium or expert")],
+    step: Annotated[int, typer.Option(help="The run's snapshot step to ship.", min=1)],
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default $ADEPT_HOME/behavior/TASK).")] = None,
+    episodes: Annotated[int, typer.Option(help="Evaluation episodes (at least 10).", min=10)] = 10,
+    note: Annotated[str, typer.Option(help="Caveat stored in the actor's metadata.")] = "",
+) -> None:
+    """Evaluate a training snapshot and install it as the package's TASK-QUALITY behaviour actor."""
+    from adept_env.data.train_behavior import ship_actor
+
+    try:
+        path = ship_actor(task, quality, step=step, run_dir=run_dir, episodes=episodes, note=note)
+    except (UnknownNameError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    spec = json.loads(path.with_suffix(".json").read_text())
+    for key in ("evaluation", "evaluation_deterministic"):
+        ev = spec[key]
+        console.print(f"{key}: normalised {ev['normalized_mean']:.1f} +- {ev['normalized_std']:.1f} "
+                      f"(return {ev['return_mean']:.0f} +- {ev['return_std']:.0f}, {ev['episodes']} episodes)")
+    console.print(f"wrote {path}")
+
+
 @data_app.command("info")
 def data_info(
     path: Annotated[str, typer.Argument(help="A .hdf5 file (ours or D4RL's) or a dataset name.")],
@@ -139,6 +163,18 @@ def data_export_minari(
     except (ImportError, ValueError) as exc:
         _fail(str(exc))
     console.print(f"exported Minari dataset {out}")
+
+
+@bench_app.command("behavior")
+def bench_behavior(
+    episodes: Annotated[int, typer.Option(help="Real episodes per shipped actor.", min=10)] = 10,
+    make_steps: Annotated[int | None, typer.Option(help="Make missing datasets with this many steps.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
+) -> None:
+    """Shipped behaviour actors' scores and generated datasets' sizes and returns, beside D4RL."""
+    from adept_env.benchmarks.behavior_policies import run
+
+    run(episodes=episodes, make_steps=make_steps, json_path=json_path)
 
 
 @bench_app.command("data")

@@ -557,3 +557,77 @@ def medium_replay_arrays(
         }
     )
     return arrays, extra
+
+
+MEDIUM_TARGET: dict[str, tuple[float, float]] = {
+    "halfcheetah": (35.0, 45.0),
+    "hopper": (45.0, 60.0),
+    "walker2d": (60.0, 75.0),
+}
+"""D4RL-normalised score band of a medium actor (about 1/3 of expert return; D4RL's medium data
+scores about 40 on halfcheetah, 45-60 on hopper, 60-75 on walker2d)."""
+
+
+def evaluate_snapshot(
+    stem: str | os.PathLike[str], episodes: int = 10, seed: int = 20_000_000
+) -> dict[str, dict[str, Any]]:
+    """Evaluate an actor snapshot for ``episodes`` real episodes, sampled and deterministic.
+
+    Returns {"stochastic": ..., "deterministic": ...}, each as :func:`evaluate_actor` returns:
+    returns, lengths, mean and std of the return and of the D4RL-normalised score. Sampled
+    actions (``stochastic``) are how the medium/expert datasets are collected.
+    """
+    from adept_env.data.behavior import load_actor
+
+    actor = load_actor(stem)
+    task = get_task(actor.spec["task"])
+    rng = np.random.default_rng(seed)
+    stochastic = evaluate_actor(task, lambda obs: actor.act(obs, rng)[0], episodes, seed)
+    deterministic = evaluate_actor(task, lambda obs: actor.mean_action(obs)[0], episodes, seed)
+    return {"stochastic": stochastic, "deterministic": deterministic}
+
+
+def ship_actor(
+    task: str | Task,
+    quality: str,
+    *,
+    step: int,
+    run_dir: str | os.PathLike[str] | None = None,
+    episodes: int = 10,
+    note: str = "",
+    policies_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Copy the run's snapshot at ``step`` into the package as ``<task>-<quality>``, with its scores.
+
+    The actor is evaluated for ``episodes`` real episodes (sampled, as it collects data, and
+    deterministic); the spec's ``evaluation`` holds the sampled figures, ``evaluation_deterministic``
+    the others, ``note`` any caveat (e.g. how far an "expert" is from D4RL's). Returns the
+    weights path written.
+    """
+    from adept_env.data import behavior
+
+    task = get_task(task)
+    if quality not in ("medium", "expert"):
+        raise ValueError(f"quality must be 'medium' or 'expert', not {quality!r}")
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(task)
+    stem = snapshot_stem(run_dir, step)
+    actor = behavior.load_actor(stem)
+    scores = evaluate_snapshot(stem, episodes=episodes)
+    written_by_save = ("format", "format_version", "weights_sha256", "weights_file")
+    spec = {k: v for k, v in actor.spec.items() if k not in written_by_save}
+    spec.update(
+        {
+            "name": f"{task.name}-{quality}",
+            "quality": quality,
+            "evaluation": scores["stochastic"],
+            "evaluation_deterministic": scores["deterministic"],
+            "evaluation_protocol": (
+                f"{episodes} episodes of {task.env_id} (max {task.max_episode_steps} steps), env seeds "
+                f"20000000..; 'evaluation' samples actions as the dataset collection does"
+            ),
+            "medium_target_normalized": list(MEDIUM_TARGET[task.name]) if quality == "medium" else None,
+            "note": note,
+        }
+    )
+    out_dir = Path(policies_dir) if policies_dir is not None else behavior.POLICIES_DIR
+    return save_actor(out_dir / f"{task.name}-{quality}", actor.weights, spec)

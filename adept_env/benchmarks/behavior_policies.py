@@ -1,0 +1,152 @@
+"""Behaviour policies and their datasets, beside D4RL's published figures.
+
+Per task: each shipped actor's D4RL-normalised score over real episodes (sampled actions, as
+the datasets are collected, and the deterministic mean action), and each generated dataset's
+size and mean episode return next to D4RL's v2 dataset size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adept_env.tasks import DATASET_QUALITIES, TASKS
+
+D4RL_V2_TRANSITIONS: dict[str, int] = {
+    "random": 1_000_000,
+    "medium": 1_000_000,
+    "expert": 1_000_000,
+    "medium-expert": 2_000_000,
+    "halfcheetah-medium-replay": 202_000,
+    "hopper-medium-replay": 402_000,
+    "walker2d-medium-replay": 302_000,
+}
+"""Rows in D4RL's v2 MuJoCo files (medium-replay sizes differ by task: the buffer up to the
+step at which each SAC run reached its medium point)."""
+
+
+def d4rl_transitions(task: str, quality: str) -> int:
+    """Return the number of rows of D4RL's ``{task}-{quality}-v2`` file."""
+    return D4RL_V2_TRANSITIONS.get(f"{task}-{quality}", D4RL_V2_TRANSITIONS.get(quality, 0))
+
+
+def cpu_model() -> str:
+    """Return the CPU model name (from /proc/cpuinfo where available)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def measure_policies(episodes: int = 10) -> list[dict[str, Any]]:
+    """Evaluate every shipped actor for ``episodes`` real episodes; return one record per actor.
+
+    Records hold task, quality, source step, and the sampled and deterministic normalised
+    score (mean, std) and return.
+    """
+    from adept_env.data.behavior import POLICIES_DIR
+    from adept_env.data.train_behavior import evaluate_snapshot
+
+    rows = []
+    for spec_path in sorted(POLICIES_DIR.glob("*.json")):
+        spec = json.loads(spec_path.read_text())
+        scores = evaluate_snapshot(spec_path.with_suffix(""), episodes=episodes)
+        rows.append(
+            {
+                "task": spec["task"],
+                "quality": spec.get("quality", spec_path.stem),
+                "step": spec["source"]["step"],
+                "episodes": episodes,
+                **{f"{mode}_{k}": scores[mode][k] for mode in scores for k in (
+                    "normalized_mean", "normalized_std", "return_mean", "return_std")},
+                "weights_bytes": (POLICIES_DIR / spec["weights_file"]).stat().st_size,
+            }
+        )
+    return rows
+
+
+def measure_datasets(make_steps: int | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """Summarise each generated dataset in the cache; with ``make_steps``, make missing ones first.
+
+    Returns one record per available dataset: name, rows, episodes, mean (std) episode return
+    and normalised score, and D4RL's v2 row count.
+    """
+    from adept_env.data.dataset import default_path, load_dataset
+    from adept_env.data.generate import make_dataset
+
+    rows = []
+    for task in TASKS:
+        for quality in DATASET_QUALITIES:
+            name = f"{task}-{quality}"
+            path = default_path(name)
+            if not path.exists() and make_steps is not None:
+                try:
+                    make_dataset(name, steps=make_steps, progress=progress)
+                except (NotImplementedError, FileNotFoundError, ValueError) as exc:
+                    print(f"  {name}: not made ({exc})")
+            if not path.exists():
+                continue
+            summary = load_dataset(path, generate=False).summary()
+            rows.append(
+                {
+                    "dataset": name,
+                    "rows": summary["transitions"],
+                    "episodes": summary["episodes"],
+                    "return_mean": summary["return_mean"],
+                    "return_std": summary["return_std"],
+                    "normalized_mean": summary["normalized_score_mean"],
+                    "d4rl_v2_rows": d4rl_transitions(task, quality),
+                }
+            )
+    return rows
+
+
+def run(
+    episodes: int = 10,
+    make_steps: int | None = None,
+    json_path: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Measure shipped policies and cached datasets, print markdown tables, optionally write JSON.
+
+    Returns {"cpu", "policies", "datasets"}.
+    """
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores")
+    policies = measure_policies(episodes)
+    print("\n| task | actor | SAC step | normalised, sampled (mean ± std) | normalised, deterministic | "
+          "return, sampled | size |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in policies:
+        print(
+            f"| {r['task']} | {r['quality']} | {r['step']:,} | {r['stochastic_normalized_mean']:.1f} ± "
+            f"{r['stochastic_normalized_std']:.1f} | {r['deterministic_normalized_mean']:.1f} ± "
+            f"{r['deterministic_normalized_std']:.1f} | {r['stochastic_return_mean']:.0f} ± "
+            f"{r['stochastic_return_std']:.0f} | {r['weights_bytes'] / 1024:.0f} KiB |"
+        )
+    datasets = measure_datasets(make_steps)
+    print("\n| dataset | rows | D4RL v2 rows | episodes | mean episode return (± std) | normalised |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in datasets:
+        print(
+            f"| {r['dataset']} | {r['rows']:,} | {r['d4rl_v2_rows']:,} | {r['episodes']} | "
+            f"{r['return_mean']:.0f} ± {r['return_std']:.0f} | {r['normalized_mean']:.1f} |"
+        )
+    result = {"cpu": cpu_model(), "policies": policies, "datasets": datasets}
+    if json_path is not None:
+        from adept_env.data.behavior import write_json
+
+        write_json(json_path, json.loads(json.dumps(result, default=_plain)))
+    return result
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
