@@ -237,26 +237,33 @@ def run(
             speed[f"batch{batch}_K{k}"] = rate
             cells.append(f"{rate:,.0f}")
         table.add_row(str(batch), *cells, f"{mujoco:,.0f}")
-    console.print(f"sampling dtype: {wm.sample_dtype}; N = {wm.config.sampling_steps} Euler steps")
+    console.print(f"sampling dtype (batch >= {wm.config.bf16_min_batch}): {wm.sample_dtype}; "
+                  f"N = {wm.config.sampling_steps} Euler steps; antithetic draws: {wm.config.antithetic}")
     console.print(table)
     speed["mujoco_steps_per_s"] = mujoco
     report["speed"] = speed
 
     # ---------------------------------------------------------------- sampler sweep (N steps x K draws)
     sweep_rows = []
-    held = sets["held-out"]
+    held, other = sets["held-out"], sets["other policy"]
     for n_steps in (1, 2, 4, 8):
-        for k in (1, 2, 4, 8):
-            probe = wm.clone()
-            probe.config = dataclasses.replace(probe.config, sampling_steps=n_steps)
-            err = float(state_error(probe.sample(held.observations, held.actions, n_samples=k, seed=seed)
-                                    .next_observations, held).mean())
-            rate = _rate(lambda probe=probe, k=k: probe.sample(*pool, n_samples=k), 1024, seconds / 2)
-            sweep_rows.append({"N": n_steps, "K": k, "held_out_state_mse": err, "batch1024_per_s": rate,
-                               "vs_mujoco": rate / mujoco})
-    table = Table("N steps", "K draws", "held-out state MSE", "batch-1024 transitions/s", "x MuJoCo")
+        for k in (1, 2, 4):
+            for antithetic in ((False, True) if k > 1 else (False,)):
+                probe = wm.clone()
+                probe.config = dataclasses.replace(probe.config, sampling_steps=n_steps, antithetic=antithetic)
+                err = float(state_error(probe.sample(held.observations, held.actions, n_samples=k, seed=seed)
+                                        .next_observations, held).mean())
+                p = probe.sample(other.observations, other.actions, n_samples=k, seed=seed)
+                corr = _rank_correlation(p.uncertainty, state_error(p.next_observations, other))
+                rate = _rate(lambda probe=probe, k=k: probe.sample(*pool, n_samples=k), 1024, seconds / 2)
+                sweep_rows.append({"N": n_steps, "K": k, "antithetic": antithetic, "held_out_state_mse": err,
+                                   "other_policy_unc_rank_corr": corr, "batch1024_per_s": rate,
+                                   "vs_mujoco": rate / mujoco})
+    table = Table("N steps", "K draws", "antithetic", "held-out state MSE", "other-policy unc rank-corr",
+                  "batch-1024 transitions/s", "x MuJoCo")
     for row in sweep_rows:
-        table.add_row(str(row["N"]), str(row["K"]), f"{row['held_out_state_mse']:.4f}",
+        table.add_row(str(row["N"]), str(row["K"]), "yes" if row["antithetic"] else "no",
+                      f"{row['held_out_state_mse']:.4f}", f"{row['other_policy_unc_rank_corr']:.3f}",
                       f"{row['batch1024_per_s']:,.0f}", f"{row['vs_mujoco']:.2f}")
     console.print(table)
     report["sampler_sweep"] = sweep_rows

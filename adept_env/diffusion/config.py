@@ -47,8 +47,14 @@ class WorldModelConfig:
     """N: Euler steps of the flow sampler."""
     n_samples: int = 2
     """K: next-state draws per (s, a) with different noises; their spread is the uncertainty."""
+    antithetic: bool = True
+    """Draw noises in pairs (z, -z): the K draws' mean then has much less sampling noise, while
+    their spread still measures the uncertainty."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    """Sampling precision; ``auto`` uses bf16 only where a run-time probe finds it faster."""
+    """Sampling precision; ``auto`` uses bf16 only where a run-time probe finds it faster, and
+    only for batches of at least ``bf16_min_batch`` pairs."""
+    bf16_min_batch: int = 128
+    """Smaller batches sample in fp32 (bf16 autocast has a fixed cost that loses at batch 1)."""
     batch_size: int = 256
     """Training minibatch size."""
     learning_rate: float = 1e-3

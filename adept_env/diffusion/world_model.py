@@ -168,11 +168,18 @@ class WorldModel:
         generator = self._generator if seed is None else torch.Generator().manual_seed(seed)
         nets, cfg = self.nets, self.config
         batch, dim = obs_np.shape
-        dtype = self.sample_dtype
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        bf16 = batch >= cfg.bf16_min_batch and self.sample_dtype == torch.bfloat16
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             obs = torch.from_numpy(obs_np)
             cond = nets.normalizer.condition(obs, torch.from_numpy(act_np))
-            noise = torch.randn((k, batch, dim), generator=generator)
+            if cfg.antithetic and k >= 2:
+                half = torch.randn((k // 2, batch, dim), generator=generator)
+                parts = [half, -half]
+                if k % 2:
+                    parts.append(torch.randn((1, batch, dim), generator=generator))
+                noise = torch.cat(parts)
+            else:
+                noise = torch.randn((k, batch, dim), generator=generator)
             draws = euler_sample(nets.denoiser, noise, cond, cfg.sampling_steps, cfg.guidance).float()
             if nets.mean is not None:
                 center = nets.mean(cond).float()
