@@ -35,14 +35,21 @@ def data_make(
         Path | None, typer.Option(help="Output .hdf5 path (default: the cache under $ADEPT_HOME).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="medium-replay: the behaviour SAC run (default $ADEPT_HOME/behavior/TASK).")
+    ] = None,
 ) -> None:
-    """Generate a dataset with the real MuJoCo simulator and write it atomically as D4RL HDF5."""
+    """Generate a dataset with the real MuJoCo simulator and write it atomically as D4RL HDF5.
+
+    medium/expert: STEPS of the shipped actor; medium-expert: STEPS of each; medium-replay: the
+    behaviour SAC run's replay buffer up to the shipped medium actor's step.
+    """
     from adept_env.data.dataset import load_dataset
     from adept_env.data.generate import make_dataset
 
     try:
-        path = make_dataset(name, steps=steps, seed=seed, out=out, progress=progress)
-    except (UnknownNameError, NotImplementedError) as exc:
+        path = make_dataset(name, steps=steps, seed=seed, out=out, progress=progress, run_dir=run_dir)
+    except (UnknownNameError, NotImplementedError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     _print_summary(load_dataset(path).summary())
     console.print(f"wrote {path}")
