@@ -1,6 +1,6 @@
 """Shipped behaviour actors and generated datasets beside D4RL. Same as `adept-env bench behavior`.
 
-Usage: python benchmarks/behavior_policies.py [--episodes 10] [--make-steps 1000000] [--json out.json]
+Usage: python benchmarks/behavior_policies.py [--episodes 10] [--make-steps 1000000] [--json out.json] [--figures DIR]
 """
 
 import argparse
@@ -13,5 +13,6 @@ if __name__ == "__main__":
     parser.add_argument("--episodes", type=int, default=10, help="real episodes per actor (at least 10)")
     parser.add_argument("--make-steps", type=int, default=None, help="make missing datasets with this many steps")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument("--figures", type=Path, default=None, help="plot the runs' learning curves here")
     args = parser.parse_args()
-    run(episodes=args.episodes, make_steps=args.make_steps, json_path=args.json)
+    run(episodes=args.episodes, make_steps=args.make_steps, json_path=args.json, figures_dir=args.figures)

@@ -109,16 +109,54 @@ def measure_datasets(make_steps: int | None = None, progress: bool = False) -> l
     return rows
 
 
+def summarize_runs(figures_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """Print each local behaviour run's progress (steps, best and last evaluation); plot curves.
+
+    Returns one record per task with a run under ``$ADEPT_HOME/behavior``.
+    """
+    from adept_env.data.train_behavior import default_run_dir, eval_history, plot_learning_curve
+
+    rows = []
+    for task in TASKS:
+        run_dir = default_run_dir(task)
+        if not (run_dir / "progress.json").exists():
+            continue
+        evals = eval_history(run_dir)
+        if not evals:
+            continue
+        best = max(evals, key=lambda e: e["normalized_mean"])
+        progress = json.loads((run_dir / "progress.json").read_text())
+        record = {
+            "task": task,
+            "steps": progress["num_timesteps"],
+            "train_hours": progress["train_seconds"] / 3600,
+            "best_step": best["step"],
+            "best_normalized": best["normalized_mean"],
+            "last_normalized": evals[-1]["normalized_mean"],
+        }
+        if figures_dir is not None:
+            record["figure"] = str(plot_learning_curve(run_dir, Path(figures_dir) / f"behavior-{task}.png"))
+        rows.append(record)
+        print(
+            f"run {task}: {record['steps']:,} steps in {record['train_hours']:.2f} h; best deterministic eval "
+            f"{record['best_normalized']:.1f} at {record['best_step']:,}; last {record['last_normalized']:.1f}"
+        )
+    return rows
+
+
 def run(
     episodes: int = 10,
     make_steps: int | None = None,
     json_path: str | os.PathLike[str] | None = None,
+    figures_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Measure shipped policies and cached datasets, print markdown tables, optionally write JSON.
 
-    Returns {"cpu", "policies", "datasets"}.
+    With ``figures_dir``, also plot each local behaviour run's learning curve there
+    (``behavior-<task>.png``). Returns {"cpu", "policies", "datasets", "runs"}.
     """
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores")
+    runs = summarize_runs(figures_dir)
     policies = measure_policies(episodes)
     print("\n| task | actor | SAC step | normalised, sampled (mean ± std) | normalised, deterministic | "
           "return, sampled | size |")
@@ -138,7 +176,7 @@ def run(
             f"| {r['dataset']} | {r['rows']:,} | {r['d4rl_v2_rows']:,} | {r['episodes']} | "
             f"{r['return_mean']:.0f} ± {r['return_std']:.0f} | {r['normalized_mean']:.1f} |"
         )
-    result = {"cpu": cpu_model(), "policies": policies, "datasets": datasets}
+    result = {"cpu": cpu_model(), "policies": policies, "datasets": datasets, "runs": runs}
     if json_path is not None:
         from adept_env.data.behavior import write_json
 
