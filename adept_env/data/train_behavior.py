@@ -472,6 +472,8 @@ def plot_learning_curve(run_dir: str | os.PathLike[str], out: str | os.PathLike[
     ax.plot(steps, mean, label="SAC, deterministic eval")
     ax.fill_between(steps, mean - std, mean + std, alpha=0.3)
     ax.axhline(100, color="gray", lw=0.8, ls="--", label="D4RL expert (100)")
+    low, high = MEDIUM_TARGET.get(task, (float("nan"), float("nan")))
+    ax.axhspan(low, high, color="orange", alpha=0.15, label="medium target")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("D4RL-normalised return")
     ax.set_title(f"{task} behaviour SAC")
