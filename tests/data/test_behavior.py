@@ -259,3 +259,17 @@ def test_shipped_actors_load_act_and_state_their_score() -> None:
         obs = rng.standard_normal(task.obs_dim) * 0.1
         action, log_prob = actor.act(obs, rng)
         assert action.shape == (task.act_dim,) and math.isfinite(log_prob)
+
+
+def test_shipped_actors_log_probs_match_their_datasets(tmp_path: Path) -> None:
+    actors = shipped_actors()
+    if not actors:
+        pytest.skip("this checkout ships no actors yet")
+    for actor in actors:
+        name = f"{actor.spec['task']}-{actor.spec['quality']}"
+        path = make_dataset(name, steps=300, seed=0, out=tmp_path / f"{name}.hdf5", progress=False)
+        dataset = load_dataset(path)
+        assert dataset.attrs["behavior_policy_sha256"] == actor.checksum()
+        np.testing.assert_allclose(dataset.behavior_log_probs, actor.log_prob(dataset.observations, dataset.actions),
+                                   rtol=1e-5, atol=1e-4)
+        assert behavior_policy_for(dataset).checksum() == actor.checksum()  # exact, not a BC fit
