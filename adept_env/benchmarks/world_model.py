@@ -211,7 +211,7 @@ def run(
                 with torch.inference_mode():
                     obs = torch.from_numpy(ds.observations)
                     cond = model.nets.normalizer.condition(obs, torch.from_numpy(ds.actions))
-                    nxt = model.nets.normalizer.next_obs(obs, model.nets.mean(cond)).numpy()
+                    nxt = model.nets.normalizer.next_obs(obs, model.nets.mean(cond)[0].mean(0)).numpy()
                 fidelity[name][f"{set_name} state (mean predictor alone)"] = float(state_error(nxt, ds).mean())
     report["fidelity"] = fidelity
     keys = sorted({k for row in fidelity.values() for k in row}, key=lambda k: (k.split(" ")[0], k))

@@ -34,6 +34,13 @@ class WorldModelConfig:
     """Hidden width of the mean predictor (``mean_residual`` only)."""
     mean_blocks: int = 3
     """Residual blocks of the mean predictor (``mean_residual`` only)."""
+    heteroscedastic: bool = True
+    """The mean predictor also predicts a per-pair residual scale (Gaussian NLL, ``mean_residual``
+    only); the flow then models the residual in units of that scale, so the draws' spread
+    follows the expected error from (s, a) instead of one global scale."""
+    mean_members: int = 1
+    """Independently initialised mean predictors (``mean_residual`` only); draw k uses member
+    k mod M, so their disagreement enters the draws' spread as an epistemic signal."""
     reward_width: int = 128
     """Hidden width of the reward model r(s, a, s'), two hidden layers."""
     time_features: int = 16
@@ -85,7 +92,7 @@ class WorldModelConfig:
             raise ValueError(f"predictor must be one of {PREDICTORS}, got {self.predictor!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        for name in ("denoiser_width", "denoiser_blocks", "mean_width", "mean_blocks", "reward_width",
+        for name in ("denoiser_width", "denoiser_blocks", "mean_width", "mean_blocks", "mean_members", "reward_width",
                      "time_features", "sampling_steps", "n_samples", "batch_size", "steps", "refit_steps",
                      "val_max", "eval_every", "patience"):
             if getattr(self, name) < 1:

@@ -30,7 +30,7 @@ from adept_env.diffusion.config import ConfigMismatchError, WorldModelConfig
 from adept_env.diffusion.denoiser import Denoiser
 from adept_env.diffusion.dtype_probe import resolve_dtype
 from adept_env.diffusion.flow import euler_sample, flow_matching_loss
-from adept_env.diffusion.mean_predictor import MeanPredictor
+from adept_env.diffusion.mean_predictor import MeanEnsemble
 from adept_env.diffusion.normalizer import Normalizer
 from adept_env.diffusion.reward import RewardModel
 from adept_env.tasks import Task, get_task
@@ -57,8 +57,8 @@ class Prediction:
     """(B,) bool: the task's termination function applied to ``next_observations``."""
     uncertainty: np.ndarray
     """(B,) float32 >= 0: root-mean-square spread of the draws in normalised state-change units
-    (per dimension standard deviations of the dataset's s' - s); around the mean prediction
-    for ``mean_residual``, around the draws' mean for ``plain`` (0 there when K = 1)."""
+    (per dimension standard deviations of the dataset's s' - s); around the mean predictors'
+    average for ``mean_residual``, around the draws' mean for ``plain`` (0 there when K = 1)."""
     samples: np.ndarray
     """(K, B, obs_dim) float32: the K drawn next observations."""
 
@@ -98,7 +98,8 @@ class _Networks(nn.Module):
         self.normalizer = Normalizer(task.obs_dim, task.act_dim)
         self.denoiser = Denoiser(task.obs_dim, cond_dim, config.denoiser_width, config.denoiser_blocks,
                                  config.time_features)
-        self.mean = (MeanPredictor(cond_dim, task.obs_dim, config.mean_width, config.mean_blocks)
+        self.mean = (MeanEnsemble(config.mean_members, cond_dim, task.obs_dim, config.mean_width, config.mean_blocks,
+                                  config.heteroscedastic)
                      if config.predictor == "mean_residual" else None)
         self.reward = RewardModel(cond_dim, task.obs_dim, config.reward_width)
         # Per-dimension scale of the mean predictor's residual; the flow models residual / scale.
@@ -182,10 +183,13 @@ class WorldModel:
                 noise = torch.randn((k, batch, dim), generator=generator)
             draws = euler_sample(nets.denoiser, noise, cond, cfg.sampling_steps, cfg.guidance).float()
             if nets.mean is not None:
-                center = nets.mean(cond).float()
-                spread = draws * nets.residual_scale
-                draws = center + spread
-                uncertainty = spread.square().mean(dim=(0, 2)).sqrt()
+                members, log_std = nets.mean(cond)  # (M, B, D) each
+                members = members.float()
+                center = members.mean(0)
+                scale = nets.residual_scale if log_std is None else log_std.float().mean(0).exp()
+                # draw k rides on member k mod M: members' disagreement adds to the spread
+                draws = members[torch.arange(k) % len(members)] + draws * scale
+                uncertainty = (draws - center).square().mean(dim=(0, 2)).sqrt()
             else:
                 center = draws.mean(0)
                 uncertainty = (draws - center).square().mean(dim=(0, 2)).sqrt()
@@ -214,10 +218,17 @@ class WorldModel:
         """
         nets = self.nets
         if nets.mean is not None:
-            mean = nets.mean(cond)
-            state = (mean - delta).square().mean(-1)
-            target = (delta - mean.detach()) / nets.residual_scale
-            weights = nets.residual_scale.square() if report_units else None
+            members, log_std = nets.mean(cond)  # (M, B, D) each
+            state = (members - delta).square().mean(-1).sum(0)
+            residual = delta - members.detach().mean(0)
+            if log_std is None:
+                scale = nets.residual_scale
+            else:  # Gaussian NLL of the residual under the predicted scale
+                log_std = log_std.mean(0)
+                state = state + 0.5 * (residual.square() * torch.exp(-2.0 * log_std) + 2.0 * log_std).mean(-1)
+                scale = log_std.detach().exp()
+            target = residual / scale
+            weights = scale.square() if report_units else None
             state = state + flow_matching_loss(nets.denoiser, target, cond, generator, cond_dropout, weights)
         else:
             state = flow_matching_loss(nets.denoiser, delta, cond, generator, cond_dropout)
@@ -355,10 +366,10 @@ class WorldModel:
 
     def _update_residual_scale(self, val: dict[str, torch.Tensor]) -> None:
         """Set the residual scale to the held-out RMS residual of the mean predictor, per dimension."""
-        if self.nets.mean is None:
+        if self.nets.mean is None or self.config.heteroscedastic:
             return
         with torch.no_grad():
-            residual = val["delta"] - self.nets.mean(val["cond"])
+            residual = val["delta"] - self.nets.mean(val["cond"])[0].mean(0)
             self.nets.residual_scale.copy_(residual.square().mean(0).sqrt().clamp_min(1e-3))
 
     # ------------------------------------------------------------------ copies and files
