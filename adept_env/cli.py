@@ -178,11 +178,12 @@ def bench_behavior(
     make_steps: Annotated[int | None, typer.Option(help="Make missing datasets with this many steps.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
     figures: Annotated[Path | None, typer.Option(help="Plot the local runs' learning curves in this folder.")] = None,
+    bc_steps: Annotated[int | None, typer.Option(help="Also fit BC densities (this many steps) vs exact.")] = None,
 ) -> None:
     """Shipped behaviour actors' scores and generated datasets' sizes and returns, beside D4RL."""
     from adept_env.benchmarks.behavior_policies import run
 
-    run(episodes=episodes, make_steps=make_steps, json_path=json_path, figures_dir=figures)
+    run(episodes=episodes, make_steps=make_steps, json_path=json_path, figures_dir=figures, bc_steps=bc_steps)
 
 
 @bench_app.command("data")

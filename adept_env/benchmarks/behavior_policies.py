@@ -109,6 +109,49 @@ def measure_datasets(make_steps: int | None = None, progress: bool = False) -> l
     return rows
 
 
+def bc_versus_exact(name: str, steps: int = 5_000, rows: int = 200_000, seed: int = 0) -> dict[str, Any] | None:
+    """Fit the BC density on ``rows`` rows of cached dataset ``name``; compare it with the exact beta.
+
+    Returns the mean log-likelihood (nats per action) of 20k held-out rows under the exact
+    behaviour policy and under the BC fit, and the fit's time in seconds; None if the dataset
+    is not in the cache or has no exact policy.
+    """
+    import time
+
+    from adept_env.data.behavior import BCConfig, behavior_policy_for, fit_behavior_cloning
+    from adept_env.data.dataset import default_path, load_dataset
+
+    path = default_path(name)
+    if not path.exists():
+        return None
+    dataset = load_dataset(path, generate=False)
+    exact = behavior_policy_for(dataset)
+    if exact.name.endswith("-bc"):
+        return None
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    train, test = order[:rows], order[rows : rows + 20_000]
+    started = time.perf_counter()
+    bc = fit_behavior_cloning(
+        None,
+        BCConfig(steps=steps, seed=seed),
+        observations=dataset.observations[train],
+        actions=dataset.actions[train],
+    )
+    seconds = time.perf_counter() - started
+    obs, act = dataset.observations[test], dataset.actions[test]
+    exact_ll = exact.log_prob(obs, act)
+    bc_ll = bc.log_prob(obs, act)
+    return {
+        "dataset": name,
+        "bc_steps": steps,
+        "train_rows": int(len(train)),
+        "fit_seconds": seconds,
+        "exact_log_likelihood": float(np.mean(exact_ll)),
+        "bc_log_likelihood": float(np.mean(bc_ll)),
+        "log_ratio_abs_median": float(np.median(np.abs(exact_ll - bc_ll))),
+    }
+
+
 def summarize_runs(figures_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Print each local behaviour run's progress (steps, best and last evaluation); plot curves.
 
@@ -149,11 +192,14 @@ def run(
     make_steps: int | None = None,
     json_path: str | os.PathLike[str] | None = None,
     figures_dir: str | os.PathLike[str] | None = None,
+    bc_steps: int | None = None,
 ) -> dict[str, Any]:
     """Measure shipped policies and cached datasets, print markdown tables, optionally write JSON.
 
     With ``figures_dir``, also plot each local behaviour run's learning curve there
-    (``behavior-<task>.png``). Returns {"cpu", "policies", "datasets", "runs"}.
+    (``behavior-<task>.png``). With ``bc_steps``, fit the BC density on each cached
+    medium/expert dataset and compare it with the exact actor (``bc``).
+    Returns {"cpu", "policies", "datasets", "runs", "bc"}.
     """
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores")
     runs = summarize_runs(figures_dir)
@@ -176,7 +222,22 @@ def run(
             f"| {r['dataset']} | {r['rows']:,} | {r['d4rl_v2_rows']:,} | {r['episodes']} | "
             f"{r['return_mean']:.0f} ± {r['return_std']:.0f} | {r['normalized_mean']:.1f} |"
         )
-    result = {"cpu": cpu_model(), "policies": policies, "datasets": datasets, "runs": runs}
+    bc_rows = []
+    if bc_steps:
+        print("\n| dataset | BC steps | BC fit s | held-out log-lik, exact beta | BC | median abs log-ratio |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for task in TASKS:
+            for quality in ("medium", "expert"):
+                r = bc_versus_exact(f"{task}-{quality}", steps=bc_steps)
+                if r is None:
+                    continue
+                bc_rows.append(r)
+                print(
+                    f"| {r['dataset']} | {r['bc_steps']:,} | {r['fit_seconds']:.0f} | "
+                    f"{r['exact_log_likelihood']:.2f} | {r['bc_log_likelihood']:.2f} | "
+                    f"{r['log_ratio_abs_median']:.2f} |"
+                )
+    result = {"cpu": cpu_model(), "policies": policies, "datasets": datasets, "runs": runs, "bc": bc_rows}
     if json_path is not None:
         from adept_env.data.behavior import write_json
 
