@@ -214,6 +214,21 @@ def bench_world_model(
     run(quick=quick, json_path=json_path, train_seconds=train_seconds, dataset_path=dataset, threads=threads)
 
 
+@bench_app.command("refit")
+def bench_refit(
+    quick: Annotated[bool, typer.Option("--quick", help="Small data and budget (about two minutes).")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
+    task: Annotated[str, typer.Option(help="halfcheetah, hopper or walker2d.")] = "halfcheetah",
+    policy: Annotated[
+        str | None, typer.Option(help="Target-policy snapshot stem (default: the shipped medium actor).")
+    ] = None,
+) -> None:
+    """World-model error on a target policy's real transitions before/after IS and unweighted refits."""
+    from adept_env.benchmarks.refit import run
+
+    run(quick=quick, json_path=json_path, task=task, policy_path=policy)
+
+
 def _print_summary(summary: dict) -> None:
     table = Table("field", "value", show_header=False)
     for key, value in summary.items():

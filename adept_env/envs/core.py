@@ -147,17 +147,13 @@ class WorldModelCore:
     def behavior_log_prob(self) -> np.ndarray:
         """Return log beta(a|s) for every dataset pair (logged, exact, or a fitted BC density)."""
         if self._behavior_log_prob is None:
-            if self._behavior is None and self.dataset.behavior_log_probs is not None:
-                self._behavior_log_prob = self.dataset.behavior_log_probs.astype(np.float64)
-            else:
-                behavior = self._behavior
-                if behavior is None:
-                    from adept_env.data.behavior import behavior_policy_for
+            from adept_env.data.behavior import dataset_behavior_log_probs
 
-                    behavior = behavior_policy_for(self.dataset)
-                self._behavior_log_prob = np.asarray(
-                    behavior.log_prob(self.dataset.observations, self.dataset.actions), np.float64
-                )
+            if self._behavior is not None:  # an explicit behaviour policy wins over logged values
+                log_prob = self._behavior.log_prob(self.dataset.observations, self.dataset.actions)
+                self._behavior_log_prob = np.asarray(log_prob, np.float64)
+            else:
+                self._behavior_log_prob = dataset_behavior_log_probs(self.dataset)
         return self._behavior_log_prob
 
     def refit(self, blocking: bool = False, steps: int | None = None, weighted: bool = True) -> RefitJob:

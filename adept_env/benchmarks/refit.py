@@ -1,0 +1,215 @@
+"""The ADEPT claim, measured with the real simulator: an importance-sampled refit makes the world
+model more accurate on the target policy's state-action distribution than an unweighted refit.
+
+Protocol: fit a world model on a uniform-action dataset; take a target policy that differs from
+the behaviour policy; collect that policy's real transitions; measure the model's one-step and
+5-step open-loop errors there; refit copies of the model for the same number of steps with
+importance weights pi/beta and with uniform weights; measure again. Also env steps/s.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from adept_env.benchmarks.system import cpu_model
+from adept_env.data.collect import collect
+from adept_env.data.dataset import OfflineDataset, from_d4rl_arrays, load_dataset
+from adept_env.data.generate import make_dataset
+from adept_env.importance import importance_weights
+from adept_env.tasks import get_task
+
+
+@dataclass
+class Budget:
+    """Sizes of one benchmark run."""
+
+    dataset_steps: int | None
+    """Uniform-action transitions (None: the full cached TASK-random dataset)."""
+    profile: str
+    eval_steps: int
+    refit_steps: int
+    speed_seconds: float
+
+
+QUICK = Budget(dataset_steps=50_000, profile="quick", eval_steps=4_000, refit_steps=1_000, speed_seconds=2.0)
+FULL = Budget(dataset_steps=None, profile="default", eval_steps=20_000, refit_steps=2_000, speed_seconds=5.0)
+
+
+class _SB3Acting:
+    """An SB3 model as an ActingPolicy (stochastic actions, log-probs from the env's adapter)."""
+
+    name = "sb3"
+
+    def __init__(self, model: Any, log_prob) -> None:
+        self.model, self._log_prob = model, log_prob
+
+    def act(self, observation: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        action, _ = self.model.predict(observation, deterministic=False)
+        return action.astype(np.float32), float(self._log_prob(observation[None], action[None])[0])
+
+    def checksum(self) -> str:
+        return "sb3"
+
+
+def _target_policy(task_name: str, policy_path: str | None, dataset: OfflineDataset, model: Any,
+                   console: Console) -> tuple[Any, str]:
+    """Return (acting policy with log_prob, description); see the module doc for the order."""
+    from adept_env.data.behavior import load_actor, shipped_actor
+
+    if policy_path is not None:
+        return load_actor(policy_path), f"snapshot {policy_path}"
+    try:
+        actor = shipped_actor(task_name, "medium")
+        return actor, f"shipped {task_name}-medium SAC actor"
+    except FileNotFoundError:
+        pass
+    # No snapshot: a SAC agent trained briefly against the world model itself (the ADEPT setting).
+    from stable_baselines3 import SAC
+
+    from adept_env.envs.config import EnvConfig
+    from adept_env.envs.core import WorldModelCore
+    from adept_env.sb3 import WorldModelVecEnv
+    from adept_env.target_policy import as_target_policy
+
+    venv = WorldModelVecEnv(num_envs=8, core=WorldModelCore(dataset, model, EnvConfig(penalty=0.0)), seed=0)
+    agent = SAC("MlpPolicy", venv, learning_starts=1000, batch_size=256, seed=0, device="cpu")
+    console.print("training a SAC target policy on the world model (8k steps) ...")
+    agent.learn(8_000)
+    target = as_target_policy(agent, dataset.obs_dim, dataset.act_dim)
+
+    class Acting(_SB3Acting):
+        def log_prob(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+            return target.log_prob(obs, act)
+
+    return Acting(agent, target.log_prob), "SAC trained 8k steps on the world model"
+
+
+def _errors(model: Any, pairs: OfflineDataset, segments: np.ndarray, scale: np.ndarray) -> dict[str, float]:
+    """One-step and 5-step normalised MSE of next states, and reward MAE, on real pairs."""
+    pred = model.sample(pairs.observations, pairs.actions, seed=0)
+    one_step = float(np.mean(np.square((pred.next_observations - pairs.next_observations) / scale)))
+    reward = float(np.mean(np.abs(pred.rewards - pairs.rewards)))
+    obs = pairs.observations[segments[:, 0]]
+    errs = []
+    for k in range(segments.shape[1]):
+        rows = segments[:, k]
+        obs = model.sample(obs, pairs.actions[rows], seed=k).next_observations
+        errs.append(np.mean(np.square((obs - pairs.next_observations[rows]) / scale)))
+    return {"one_step_nmse": one_step, "five_step_nmse": float(np.mean(errs)), "reward_mae": reward}
+
+
+def _segments(pairs: OfflineDataset, length: int = 5) -> np.ndarray:
+    """Index rows of every non-overlapping run of ``length`` steps inside one episode."""
+    ends = pairs.terminals | pairs.timeouts
+    starts = []
+    i = 0
+    while i + length <= len(pairs):
+        if not ends[i : i + length - 1].any():
+            starts.append(i)
+            i += length
+        else:
+            i += 1
+    return np.asarray(starts)[:, None] + np.arange(length)[None, :]
+
+
+def _speed(model: Any, dataset: OfflineDataset, seconds: float) -> dict[str, float]:
+    """Env steps/s: the single env and the vector env at N = 1, 64, 1024 (same model)."""
+    from adept_env.envs.config import EnvConfig
+    from adept_env.envs.core import WorldModelCore
+    from adept_env.envs.vector import WorldModelVectorEnv
+    from adept_env.envs.world_model_env import WorldModelEnv
+
+    core = WorldModelCore(dataset, model, EnvConfig(horizon=1000))
+    out: dict[str, float] = {}
+    env = WorldModelEnv(core=core)
+    env.reset(seed=0)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env.step(env.action_space.sample())
+        steps += 1
+    out["single_env"] = steps / (time.perf_counter() - start)
+    for n in (1, 64, 1024):
+        venv = WorldModelVectorEnv(num_envs=n, core=core)
+        venv.reset(seed=0)
+        actions = np.zeros((n, dataset.act_dim), np.float32)
+        venv.step(actions)  # warm-up
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            venv.step(actions)
+            steps += n
+        out[f"vector_n{n}"] = steps / (time.perf_counter() - start)
+    return out
+
+
+def run(quick: bool = False, json_path: Path | None = None, task: str = "halfcheetah",
+        policy_path: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """Run the benchmark; print a table and the summary lines; return the figures."""
+    from adept_env.envs.model_store import load_or_train
+
+    budget = QUICK if quick else FULL
+    console = Console()
+    t = get_task(task)
+    console.print(f"CPU: {cpu_model()}  date: {_dt.date.today()}  mode: {'quick' if quick else 'full'}")
+    if budget.dataset_steps is None:
+        dataset = load_dataset(f"{task}-random")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = make_dataset(f"{task}-random", steps=budget.dataset_steps, seed=seed,
+                                out=Path(tmp) / "data.hdf5", progress=False)
+            dataset = load_dataset(path)
+    start = time.perf_counter()
+    model = load_or_train(dataset, budget.profile, progress=True, seed=seed)
+    console.print(f"world model ready ({budget.profile} profile, {time.perf_counter() - start:.0f} s)")
+    policy, description = _target_policy(task, policy_path, dataset, model, console)
+    arrays = collect(t, policy, budget.eval_steps, seed=seed + 1, progress=False)
+    pairs = from_d4rl_arrays(arrays, t, name="target-policy pairs")
+    segments = _segments(pairs)
+    scale = np.std(dataset.next_observations - dataset.observations, axis=0) + 1e-6
+
+    iw = importance_weights(policy.log_prob(dataset.observations, dataset.actions),
+                            dataset.behavior_log_probs if dataset.behavior_log_probs is not None
+                            else np.full(len(dataset), -t.act_dim * np.log(2.0)))
+    before = _errors(model, pairs, segments, scale)
+    results = {"no_refit": before}
+    for label, weights in (("is_refit", iw.weights), ("unweighted_refit", None)):
+        candidate = model.clone()
+        report = candidate.fit(dataset, weights=weights, steps=budget.refit_steps, warm_start=True, progress=False)
+        results[label] = {**_errors(candidate, pairs, segments, scale), "refit_seconds": float(report.seconds)}
+
+    table = Table("model", "one-step nMSE", "5-step nMSE", "reward MAE", "one-step reduction")
+    for label, row in results.items():
+        reduction = 1 - row["one_step_nmse"] / before["one_step_nmse"]
+        row["one_step_reduction"] = reduction
+        row["five_step_reduction"] = 1 - row["five_step_nmse"] / before["five_step_nmse"]
+        table.add_row(label, f"{row['one_step_nmse']:.4f}", f"{row['five_step_nmse']:.4f}",
+                      f"{row['reward_mae']:.4f}", f"{reduction:+.1%}")
+    console.print(f"target policy: {description}; {len(pairs)} real pairs, {len(segments)} 5-step segments")
+    console.print(f"importance weights: ESS {iw.effective_sample_size:.0f} of {len(dataset)} "
+                  f"({iw.ess_fraction:.1%}), clipped {iw.clipped_fraction:.1%}; refit {budget.refit_steps} steps")
+    console.print(table)
+    speed = _speed(model, dataset, budget.speed_seconds)
+    speed_table = Table("env", "steps/s")
+    for label, value in speed.items():
+        speed_table.add_row(label, f"{value:.0f}")
+    console.print(speed_table)
+    report = {
+        "cpu": cpu_model(), "date": str(_dt.date.today()), "quick": quick, "task": task,
+        "dataset_size": len(dataset), "profile": budget.profile, "target_policy": description,
+        "ess": iw.effective_sample_size, "ess_fraction": iw.ess_fraction, "refit_steps": budget.refit_steps,
+        "errors": results, "env_steps_per_s": speed,
+    }
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(report, indent=2))
+    print(f"is_refit_error_reduction={results['is_refit']['one_step_reduction']:.4f}")
+    print(f"unweighted_refit_error_reduction={results['unweighted_refit']['one_step_reduction']:.4f}")
+    return report
