@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,27 +26,44 @@ def dataset_fingerprint(dataset: OfflineDataset) -> str:
     return digest.hexdigest()[:12]
 
 
+def profile_config(profile: str):
+    """Return the WorldModelConfig of a profile name ('default' or 'quick')."""
+    from adept_env.diffusion import WorldModelConfig
+
+    return WorldModelConfig.quick() if profile == "quick" else WorldModelConfig.default()
+
+
 def model_dir(dataset: OfflineDataset, profile: str) -> Path:
-    """Return the cache folder of the world model of ``dataset`` trained with ``profile``."""
+    """Return the cache folder of the world model of ``dataset`` trained with ``profile``.
+
+    The name includes a hash of the profile's config and the file-format version, so a
+    changed default never loads a model trained under the old one.
+    """
+    from adept_env.diffusion.world_model import FORMAT_VERSION
+
+    config = json.dumps({"format": FORMAT_VERSION, **profile_config(profile).to_dict()}, sort_keys=True)
+    config_hash = hashlib.sha256(config.encode()).hexdigest()[:8]
     name = dataset.name or dataset.task.name
-    return adept_home() / "models" / f"{name}-{dataset_fingerprint(dataset)}" / profile
+    return adept_home() / "models" / f"{name}-{dataset_fingerprint(dataset)}" / f"{profile}-{config_hash}"
 
 
 def load_or_train(dataset: OfflineDataset, profile: str = "default", model_path: str | None = None,
-                  progress: bool = True, seed: int = 0):
+                  progress: bool = True, seed: int = 0) -> Any:
     """Return a world model for ``dataset``: loaded from ``model_path`` or the cache, else trained.
 
     A freshly trained model is saved (atomically) in the cache, so later uses load it.
     """
-    from adept_env.diffusion import WorldModel, WorldModelConfig
+    from adept_env.diffusion import WorldModel, WorldModelFileError
 
     if model_path is not None:
         return WorldModel.load(model_path)
     path = model_dir(dataset, profile)
     if path.exists():
-        return WorldModel.load(path)
-    config = WorldModelConfig.quick() if profile == "quick" else WorldModelConfig()
-    model = WorldModel.create(dataset.task, config, seed=seed)
+        try:
+            return WorldModel.load(path)
+        except WorldModelFileError as exc:  # our own cache, written by another version: retrain
+            warnings.warn(f"retraining the cached world model at {path}: {exc}", RuntimeWarning, stacklevel=2)
+    model = WorldModel.create(dataset.task, profile_config(profile), seed=seed)
     model.fit(dataset, progress=progress, seed=seed)
     model.save(path)
     return model
