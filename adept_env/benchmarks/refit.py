@@ -135,7 +135,9 @@ def _speed(model: Any, dataset: OfflineDataset, seconds: float) -> dict[str, flo
     env.reset(seed=0)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        env.step(env.action_space.sample())
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
         steps += 1
     out["single_env"] = steps / (time.perf_counter() - start)
     for n in (1, 64, 1024):
