@@ -38,6 +38,8 @@ class WorldModelConfig:
     """The mean predictor also predicts a per-pair residual scale (Gaussian NLL, ``mean_residual``
     only); the flow then models the residual in units of that scale, so the draws' spread
     follows the expected error from (s, a) instead of one global scale."""
+    scale_width: int = 128
+    """Hidden width of the residual-scale MLP (``heteroscedastic`` only), two hidden layers."""
     mean_members: int = 1
     """Independently initialised mean predictors (``mean_residual`` only); draw k uses member
     k mod M, so their disagreement enters the draws' spread as an epistemic signal."""
@@ -74,7 +76,7 @@ class WorldModelConfig:
     """Weight of the reward loss beside the state losses."""
     steps: int = 30_000
     """Gradient steps of a fit from scratch."""
-    refit_steps: int = 1_000
+    refit_steps: int = 600
     """Gradient steps of a warm-start refit (default when ``fit(steps=None)`` on a fitted model)."""
     max_fit_seconds: float | None = None
     """Wall-clock cap of a fit, seconds; None: no cap."""
@@ -92,9 +94,9 @@ class WorldModelConfig:
             raise ValueError(f"predictor must be one of {PREDICTORS}, got {self.predictor!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        for name in ("denoiser_width", "denoiser_blocks", "mean_width", "mean_blocks", "mean_members", "reward_width",
-                     "time_features", "sampling_steps", "n_samples", "batch_size", "steps", "refit_steps",
-                     "val_max", "eval_every", "patience"):
+        for name in ("denoiser_width", "denoiser_blocks", "mean_width", "mean_blocks", "mean_members",
+                     "scale_width", "reward_width", "time_features", "sampling_steps", "n_samples",
+                     "batch_size", "steps", "refit_steps", "val_max", "eval_every", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.cond_dropout < 1.0:
@@ -111,6 +113,7 @@ class WorldModelConfig:
     def quick(cls) -> WorldModelConfig:
         """A small model that trains in well under a minute on a CPU, for tests and demos."""
         return cls(denoiser_width=64, denoiser_blocks=1, mean_width=64, mean_blocks=1, reward_width=64,
+                   scale_width=64,
                    steps=1_500, refit_steps=300, eval_every=250, patience=4, val_max=1_000)
 
     def to_dict(self) -> dict[str, Any]:

@@ -33,8 +33,12 @@ class ResidualTrunk(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """Return the last hidden features, (..., width), before the output layer."""
+        return nn.functional.silu(self.out_norm(self.blocks(h)))
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.out(nn.functional.silu(self.out_norm(self.blocks(h))))
+        return self.out(self.features(h))
 
 
 class TimeFeatures(nn.Module):

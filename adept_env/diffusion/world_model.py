@@ -99,7 +99,7 @@ class _Networks(nn.Module):
         self.denoiser = Denoiser(task.obs_dim, cond_dim, config.denoiser_width, config.denoiser_blocks,
                                  config.time_features)
         self.mean = (MeanEnsemble(config.mean_members, cond_dim, task.obs_dim, config.mean_width, config.mean_blocks,
-                                  config.heteroscedastic)
+                                  config.scale_width if config.heteroscedastic else 0)
                      if config.predictor == "mean_residual" else None)
         self.reward = RewardModel(cond_dim, task.obs_dim, config.reward_width)
         # Per-dimension scale of the mean predictor's residual; the flow models residual / scale.

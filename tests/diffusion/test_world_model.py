@@ -121,15 +121,15 @@ def test_weights_change_the_fit() -> None:
 
 
 def test_uncertainty_larger_off_distribution(fitted: WorldModel) -> None:
-    # Trained on inputs in [-1, 1]; the spread grows as the inputs move out (measured: x1.3 at
-    # 4x, x1.5 at 8x, while the error grows x6: a useful but conservative signal).
+    # Trained on inputs in [-1, 1]; the spread grows as the inputs move out (measured: x1.8 at
+    # 4x, x1.9 at 8x, while the error grows x6: a useful but conservative signal).
     medians = []
     for scale in (1.0, 4.0, 8.0):
         data = synthetic(500, seed=21, scale=scale)
         pred = fitted.sample(data.observations, data.actions, n_samples=4, seed=0)
         medians.append(float(np.median(pred.uncertainty)))
     assert medians[0] < medians[1] < medians[2]
-    assert medians[2] > 1.2 * medians[0]
+    assert medians[2] > 1.4 * medians[0]
 
 
 def test_fit_report_and_warm_start(fitted: WorldModel) -> None:
