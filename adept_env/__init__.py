@@ -15,12 +15,16 @@ from adept_env.tasks import TASKS, get_task, normalized_score  # noqa: E402
 
 register_envs()
 
-_SUBMODULES = ("sb3", "data", "envs", "diffusion", "importance", "tasks")
+_SUBMODULES = ("sb3", "data", "envs", "diffusion", "importance", "tasks", "agents", "loop", "evaluation")
 
 __all__ = ["TASKS", "__version__", "env_ids", "get_task", "normalized_score", "register_envs"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "evaluate":
+        from adept_env.evaluation import evaluate
+
+        return evaluate
     if name in _SUBMODULES:
         return importlib.import_module(f"adept_env.{name}")
     raise AttributeError(f"module 'adept_env' has no attribute {name!r}")

@@ -186,6 +186,59 @@ def bench_behavior(
     run(episodes=episodes, make_steps=make_steps, json_path=json_path, figures_dir=figures, bc_steps=bc_steps)
 
 
+@app.command("train")
+def train_command(
+    name: Annotated[str, typer.Argument(help="TASK-DATASET, e.g. halfcheetah-random, or a .hdf5 path")],
+    algo: Annotated[str, typer.Option(help="adept-iql, adept-sac, diff-iql, diff-sac, iql or sac.")] = "adept-iql",
+    budget: Annotated[int, typer.Option(help="Agent gradient updates.", min=1)] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seed of agent, rollouts and evaluations.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/TASK-DATASET/ALGO-sSEED).")] = None,
+    eval_every: Annotated[int, typer.Option(help="Updates between real evaluations.", min=1)] = 10_000,
+    eval_episodes: Annotated[int, typer.Option(help="Real episodes per evaluation.", min=1)] = 5,
+    real_ratio: Annotated[float, typer.Option(help="Share of real transitions per batch.")] = 0.5,
+    penalty: Annotated[float, typer.Option(help="Uncertainty penalty lambda.")] = 1.0,
+    no_penalty: Annotated[bool, typer.Option("--no-penalty", help="Ablation: no uncertainty penalty.")] = False,
+    refit_every: Annotated[int, typer.Option(help="Updates between IS refits (adept-*).", min=1)] = 20_000,
+    profile: Annotated[str, typer.Option(help="World-model profile: default or quick.")] = "default",
+    dataset_steps: Annotated[
+        int | None, typer.Option(help="Generate (and cache) a random dataset of this many steps instead of 1M.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train an agent offline; evaluate in real MuJoCo; write TensorBoard logs, checkpoints and a curve PNG.
+
+    Rerunning the same command resumes from the run folder's last checkpoint.
+    """
+    from adept_env.data.dataset import DatasetUnavailableError, load_dataset
+    from adept_env.data.hdf5 import DatasetFileError
+    from adept_env.loop import TrainConfig, train
+
+    try:
+        config = TrainConfig(algo=algo, updates=budget, seed=seed, eval_every=min(eval_every, budget),
+                             eval_episodes=eval_episodes, real_ratio=real_ratio, penalty=penalty,
+                             use_penalty=not no_penalty, refit_every=refit_every, profile=profile)
+        if dataset_steps is not None:
+            from adept_env.data.dataset import default_path
+            from adept_env.data.generate import make_dataset
+            from adept_env.tasks import parse_dataset_name
+
+            task, quality = parse_dataset_name(name)
+            path = default_path(name).with_name(f"{task.name}-{quality}-{dataset_steps}.hdf5")
+            if not path.exists():
+                make_dataset(name, steps=dataset_steps, out=path, progress=progress)
+            dataset = load_dataset(path)
+            dataset.name = f"{task.name}-{quality}"
+        else:
+            dataset = load_dataset(name, progress=progress)
+    except (UnknownNameError, DatasetUnavailableError, DatasetFileError, NotImplementedError, ValueError) as exc:
+        _fail(str(exc))
+    run_dir = out or Path("runs") / (dataset.name or dataset.task.name) / f"{algo}-s{seed}"
+    result = train(dataset, config, run_dir, progress=progress)
+    console.print(str(result.final))
+    console.print(f"normalized_score={result.final.score_mean:.2f}")
+    console.print(f"learning curve: {run_dir / 'learning_curve.png'}  (TensorBoard: {run_dir / 'tensorboard'})")
+
+
 @bench_app.command("data")
 def bench_data(
     steps: Annotated[int, typer.Option(help="Steps per task for each measurement.", min=100)] = 20_000,
@@ -227,6 +280,59 @@ def bench_refit(
     from adept_env.benchmarks.refit import run
 
     run(quick=quick, json_path=json_path, task=task, policy_path=policy)
+
+
+@app.command("serve")
+def serve_command(
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (0: a free one; -1: no gRPC).", min=-1)] = 50051,
+    http_port: Annotated[int, typer.Option(help="HTTP port, OpenAPI at /docs (0: a free one; -1: no HTTP).",
+                                           min=-1)] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 to accept remote clients).")] = "127.0.0.1",
+    env: Annotated[list[str] | None, typer.Option("--env", help="Serve only this env id (repeatable).")] = None,
+    profile: Annotated[str | None, typer.Option(help="World-model profile trained on first use: default or quick.")]
+    = None,
+    model_path: Annotated[Path | None, typer.Option(help="Saved world model (needs exactly one --env).")] = None,
+    dataset_path: Annotated[Path | None, typer.Option(help="Dataset .hdf5 (needs exactly one --env).")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Checkpoints of refitted models ($ADEPT_HOME/server).")]
+    = None,
+    max_sessions: Annotated[int, typer.Option(help="Open sessions in all.", min=1)] = 256,
+    max_num_envs: Annotated[int, typer.Option(help="Largest num_envs of a session.", min=1)] = 4096,
+    max_message_mb: Annotated[int, typer.Option(help="Largest request/response in MiB.", min=1)] = 64,
+    idle_timeout: Annotated[float, typer.Option(help="Seconds before an idle session is closed.", min=1)] = 900.0,
+    preload: Annotated[bool, typer.Option(help="Load every served env's dataset and model at start-up.")] = False,
+    torch_threads: Annotated[int | None, typer.Option(help="torch intra-op threads.", min=1)] = None,
+    progress: Annotated[bool, typer.Option(help="Progress bars while generating/training on first use.")] = False,
+) -> None:
+    """Serve world-model sessions over gRPC and HTTP in one process (ADEPT_API_TOKEN: bearer tokens)."""
+    from server.config import MIB, ServerConfig
+    from server.service import serve
+
+    settings = {k: v for k, v in {"profile": profile}.items() if v is not None}
+    per_env = {k: str(v) for k, v in {"model_path": model_path, "dataset_path": dataset_path}.items() if v}
+    if per_env and len(env or []) != 1:
+        _fail("--model-path/--dataset-path need exactly one --env")
+    config = ServerConfig(
+        host=host, grpc_port=None if grpc_port < 0 else grpc_port, http_port=None if http_port < 0 else http_port,
+        state_dir=state_dir, env_ids=tuple(env) if env else None, default_settings=settings,
+        env_settings={env[0]: per_env} if per_env else {}, max_sessions=max_sessions, max_num_envs=max_num_envs,
+        max_message_bytes=max_message_mb * MIB, idle_timeout_s=idle_timeout, preload=preload,
+        torch_threads=torch_threads, progress=progress,
+    ).with_environ()
+    try:
+        serve(config)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+
+
+@bench_app.command("service")
+def bench_service(
+    quick: Annotated[bool, typer.Option("--quick", help="Small model and fewer steps (a few minutes).")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
+) -> None:
+    """Steps/s over gRPC and HTTP vs in-process, round-trip overhead, a load test, latency during a refit."""
+    from adept_env.benchmarks.service import run
+
+    run(quick=quick, json_path=json_path)
 
 
 def _print_summary(summary: dict) -> None:

@@ -1,0 +1,131 @@
+"""The SAC variants of the loop: stable-baselines3 SAC against the world model, or offline on real data."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from stable_baselines3 import SAC
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from tqdm.auto import tqdm
+
+from adept_env.atomic import atomic_path
+from adept_env.data.dataset import OfflineDataset
+from adept_env.evaluation import evaluate
+
+
+def _save_policy(model: SAC, path: Path) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.policy.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+
+
+def _dataset_buffer(dataset: OfflineDataset, model: SAC) -> ReplayBuffer:
+    """An SB3 replay buffer holding exactly the dataset's transitions."""
+    buffer = ReplayBuffer(len(dataset), model.observation_space, model.action_space, device="cpu",
+                          handle_timeout_termination=False)
+    n = len(dataset)
+    buffer.observations[:n, 0] = dataset.observations
+    buffer.next_observations[:n, 0] = dataset.next_observations
+    buffer.actions[:n, 0] = dataset.actions
+    buffer.rewards[:n, 0] = dataset.rewards
+    buffer.dones[:n, 0] = dataset.terminals
+    buffer.pos, buffer.full = 0, True
+    return buffer
+
+
+class _Evaluate(BaseCallback):
+    """Evaluate, log and checkpoint every ``every`` gradient updates (SB3 SAC: one per env step)."""
+
+    def __init__(self, run: Callable[[int], None], every: int, n_envs: int) -> None:
+        super().__init__()
+        self.run, self.every, self.n_envs = run, every, n_envs
+
+    def _on_step(self) -> bool:
+        updates = self.num_timesteps // self.n_envs
+        if updates % self.every == 0:
+            self.run(updates)
+        return True
+
+
+def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: bool = True, resume: bool = True,
+              on_eval: Callable[[dict[str, float]], None] | None = None) -> Any:
+    """Train ``sac`` (offline, real data), ``diff-sac`` or ``adept-sac``; same contract as loop.train.
+
+    Resuming restores the policy weights and the update count; SAC's own replay buffer of
+    synthetic transitions is not kept across an interruption (it is refilled by rollouts).
+    """
+    from adept_env.loop import RunLog, TrainResult, _core
+    from adept_env.sb3 import MixedReplayBuffer, PolicySync, WorldModelVecEnv
+    from adept_env.sim import make_real_env
+
+    log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}")
+    checkpoint = run_dir / "policy.safetensors"
+    start = 0
+    if resume and checkpoint.exists() and (run_dir / "progress.json").exists():
+        state = json.loads((run_dir / "progress.json").read_text())
+        start, log.curve = int(state["update"]), list(state["curve"])
+    started = time.perf_counter()
+    core = None
+    if config.uses_model:
+        core = _core(dataset, config, run_dir, progress)
+        env = WorldModelVecEnv(num_envs=config.sac_envs, core=core, seed=config.seed)
+        model = SAC("MlpPolicy", env, batch_size=config.batch_size, learning_starts=min(5_000, config.updates // 10),
+                    replay_buffer_class=MixedReplayBuffer,
+                    replay_buffer_kwargs={"dataset": dataset, "real_ratio": config.real_ratio},
+                    seed=config.seed, device="cpu")
+    else:
+        env = make_real_env(dataset.task.env_id)  # only its spaces are used: never stepped
+        model = SAC("MlpPolicy", env, batch_size=config.batch_size, seed=config.seed, device="cpu")
+        model.replay_buffer = _dataset_buffer(dataset, model)
+        model.set_logger(configure(None, []))
+    if start:
+        model.policy.load_state_dict(load_file(str(checkpoint)))
+
+    def checkpoint_and_eval(updates: int) -> None:
+        total = start + updates
+        final = total >= config.updates
+        episodes = max(config.eval_episodes, 10) if final else config.eval_episodes
+        result = evaluate(model, dataset.task, episodes=episodes, seed=config.seed * 1000 + total)
+        extra = {"model_version": core.model_version if core else 0, "seconds": time.perf_counter() - started}
+        log.evaluation(total, result, extra)
+        if on_eval:
+            on_eval(log.curve[-1])
+        _save_policy(model, checkpoint)
+        if core is not None and core.model_version > 0:
+            core.model.save(run_dir / "world_model")
+        log.save_progress({"update": total, "algo": config.algo})
+        checkpoint_and_eval.last = result  # type: ignore[attr-defined]
+
+    remaining = config.updates - start
+    if remaining > 0 and core is not None:
+        callbacks = [_Evaluate(checkpoint_and_eval, config.eval_every, config.sac_envs)]
+        if config.refits:
+            callbacks.append(PolicySync(every=config.refit_every * config.sac_envs, refit=True))
+        model.learn(remaining * config.sac_envs, callback=callbacks, progress_bar=False)
+        if remaining % config.eval_every:
+            checkpoint_and_eval(remaining)
+        core.wait_for_refits()
+    elif remaining > 0:
+        bar = tqdm(total=config.updates, initial=start, desc=config.algo, disable=not progress, mininterval=2.0)
+        done = 0
+        while done < remaining:
+            chunk = min(config.eval_every - (start + done) % config.eval_every, remaining - done)
+            model.train(gradient_steps=chunk, batch_size=config.batch_size)
+            done += chunk
+            bar.update(chunk)
+            if (start + done) % config.eval_every == 0 or done == remaining:
+                checkpoint_and_eval(done)
+        bar.close()
+    final = getattr(checkpoint_and_eval, "last", None) or evaluate(model, dataset.task,
+                                                                   max(config.eval_episodes, 10), seed=config.seed)
+    log.writer.close()
+    return TrainResult(log.curve, final, run_dir, model)
+
+
