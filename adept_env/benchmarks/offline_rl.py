@@ -1,0 +1,65 @@
+"""Offline RL algorithms side by side: same dataset, budget and seeds; a markdown table and curves."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from adept_env.benchmarks.system import cpu_model
+from adept_env.data.dataset import load_dataset
+from adept_env.loop import TrainConfig, train
+
+
+def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql", "adept-iql"),
+        seeds: tuple[int, ...] = (0,), updates: int = 50_000, eval_every: int = 10_000, eval_episodes: int = 5,
+        profile: str = "default", out: Path = Path("runs/offline_rl"), progress: bool = True) -> str:
+    """Train every (algo, seed) on the dataset (resuming finished or cut runs); return the table.
+
+    Writes ``out/results.md``, ``out/results.json`` and ``out/curves.png``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dataset = load_dataset(dataset_name, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[dict]] = {}
+    for algo in algos:
+        for seed in seeds:
+            config = TrainConfig(algo=algo, updates=updates, eval_every=eval_every, eval_episodes=eval_episodes,
+                                 profile=profile, seed=seed)
+            start = time.process_time()
+            result = train(dataset, config, out / dataset_name / f"{algo}-s{seed}", progress=progress)
+            results.setdefault(algo, []).append({
+                "seed": seed, "final_score": result.final.score_mean, "final_std": result.final.score_std,
+                "curve": result.curve, "cpu_seconds_this_call": time.process_time() - start})
+    lines = [f"{dataset_name}, {updates} agent updates, seeds {list(seeds)}, CPU {cpu_model()}, "
+             f"{_dt.date.today()}", "", "| algorithm | final normalised score (mean over seeds ± std) | per seed |",
+             "| --- | --- | --- |"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for algo, rows in results.items():
+        finals = np.array([r["final_score"] for r in rows])
+        per_seed = ", ".join(f"{v:.1f}" for v in finals)
+        lines.append(f"| {algo} | {finals.mean():.1f} ± {finals.std():.1f} | {per_seed} |")
+        x = [c["update"] for c in rows[0]["curve"]]
+        y = np.mean([[c["score_mean"] for c in r["curve"]] for r in rows], axis=0)
+        ax.plot(x, y, marker="o", label=algo)
+    ax.set_xlabel("agent updates")
+    ax.set_ylabel("D4RL-normalised score (real MuJoCo)")
+    ax.set_title(dataset_name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
+    table = "\n".join(lines)
+    (out / "results.md").write_text(table + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(table)
+    print(f"curves: {out / 'curves.png'}")
+    return table

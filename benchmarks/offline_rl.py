@@ -1,0 +1,24 @@
+"""Offline RL algorithms side by side on one dataset (resumable: rerun to continue).
+
+Usage: python benchmarks/offline_rl.py --dataset halfcheetah-random --algos iql adept-iql --seeds 0 \
+           --updates 50000 [--profile default] [--out runs/offline_rl]
+"""
+
+import argparse
+from pathlib import Path
+
+from adept_env.benchmarks.offline_rl import run
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="halfcheetah-random")
+    parser.add_argument("--algos", nargs="+", default=["iql", "adept-iql"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--updates", type=int, default=50_000)
+    parser.add_argument("--eval-every", type=int, default=10_000)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--out", type=Path, default=Path("runs/offline_rl"))
+    args = parser.parse_args()
+    run(args.dataset, tuple(args.algos), tuple(args.seeds), args.updates, args.eval_every, args.eval_episodes,
+        args.profile, args.out)
