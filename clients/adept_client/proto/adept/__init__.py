@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC stubs of protos/adept/v1 (python protos/generate.py)."""

@@ -1,0 +1,342 @@
+"""The HTTP front-end: a FastAPI app over the session core (OpenAPI at /docs).
+
+Two encodings of the same calls:
+
+* JSON at ``/v1/...`` for convenience (arrays as nested lists), typed request/response models;
+* binary protobuf at ``POST /rpc/adept.v1.WorldModelService/<Method>`` (Twirp-style; body and
+  answer are the ``adept.v1`` messages, ``Content-Type: application/x-protobuf``) for speed.
+
+Errors are JSON ``{"code": "INVALID_ARGUMENT", "message": "..."}`` with a 4xx/5xx status.
+``Authorization: Bearer <token>`` is needed on every call but /health when tokens are configured.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from server.codec import METHODS, SERVICE_NAME, parse
+from server.errors import ServiceError, invalid
+from server.sessions import RefitInfo, SessionCore, SessionInfo, StepResult, UpdateResult
+
+log = logging.getLogger("adept.server")
+PROTOBUF = "application/x-protobuf"
+
+
+# -- JSON models ---------------------------------------------------------------------------------
+class CreateSessionBody(BaseModel):
+    env_id: str = Field(description="e.g. ADEPT-halfcheetah-random")
+    num_envs: int = Field(1, description="episodes stepped together")
+    seed: int | None = Field(None, description="seeds start states and model draws")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="EnvConfig values, e.g. {'horizon': 10}")
+
+
+class BoxSpecOut(BaseModel):
+    shape: list[int]
+    dtype: str
+    low: list[float | None] = Field(description="per element; null where unbounded")
+    high: list[float | None] = Field(description="per element; null where unbounded")
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    env_id: str
+    num_envs: int
+    observation_spec: BoxSpecOut
+    action_spec: BoxSpecOut
+    model_version: int
+    horizon: int
+    dataset_rows: int
+    dataset_fingerprint: str
+    idle_timeout_seconds: float
+    config: dict[str, Any]
+
+
+class ResetBody(BaseModel):
+    seed: int | None = None
+    mask: list[bool] | None = Field(None, description="reset only these envs; null: all")
+
+
+class ResetOut(BaseModel):
+    observations: list[list[float]]
+    model_version: int
+
+
+class StepBody(BaseModel):
+    actions: list[list[float]] | list[float] = Field(description="(num_envs, act_dim), or (act_dim,) for one env")
+    autoreset: Literal["none", "next_step", "same_step"] = "none"
+
+
+class StepOut(BaseModel):
+    observations: list[list[float]]
+    rewards: list[float]
+    terminated: list[bool]
+    truncated: list[bool]
+    uncertainty: list[float]
+    raw_rewards: list[float]
+    halted: list[bool]
+    model_version: int
+    reset_mask: list[bool]
+    final_observations: list[list[float]] | None = None
+
+
+class PairsOut(BaseModel):
+    indices: list[int]
+    observations: list[list[float]]
+    actions: list[list[float]]
+    total_rows: int
+    dataset_fingerprint: str
+
+
+class SnapshotBody(BaseModel):
+    safetensors_base64: str = Field(description="the actor's .safetensors file, base64")
+    spec: dict[str, Any] = Field(description="the actor's JSON spec")
+
+
+class LogProbsBody(BaseModel):
+    indices: list[int]
+    log_probs: list[float]
+    dataset_fingerprint: str = ""
+
+
+class UpdatePolicyBody(BaseModel):
+    snapshot: SnapshotBody | None = None
+    log_probs: LogProbsBody | None = None
+
+
+class RefitOut(BaseModel):
+    job_id: int
+    state: str
+    policy_updates: int
+    effective_sample_size: float
+    ess_fraction: float
+    clipped_fraction: float
+    model_version: int
+    seconds: float
+    error: str
+    checkpointed: bool
+
+
+class UpdatePolicyOut(BaseModel):
+    policy_updates: int
+    model_version: int
+    started_refit: RefitOut | None = None
+
+
+class RefitBody(BaseModel):
+    steps: int | None = None
+    weighted: bool = True
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorOut} for status in (400, 401, 404, 409, 413, 429)}
+
+
+# -- conversions ---------------------------------------------------------------------------------
+def _bounds(values: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in np.ravel(values)]
+
+
+def _session_json(info: SessionInfo) -> dict[str, Any]:
+    unbounded: list[float | None] = [None] * info.obs_dim
+    return {
+        "session_id": info.session_id, "env_id": info.env_id, "num_envs": info.num_envs,
+        "observation_spec": {"shape": [info.obs_dim], "dtype": "float32", "low": unbounded, "high": unbounded},
+        "action_spec": {"shape": [info.act_dim], "dtype": "float32", "low": _bounds(info.action_low),
+                        "high": _bounds(info.action_high)},
+        "model_version": info.model_version, "horizon": info.horizon, "dataset_rows": info.dataset_rows,
+        "dataset_fingerprint": info.dataset_fingerprint, "idle_timeout_seconds": info.idle_timeout_s,
+        "config": info.config,
+    }
+
+
+def _step_json(result: StepResult) -> dict[str, Any]:
+    out = {name: getattr(result, name).tolist() for name in
+           ("observations", "rewards", "terminated", "truncated", "uncertainty", "raw_rewards", "halted", "reset_mask")}
+    out["model_version"] = result.model_version
+    out["final_observations"] = None if result.final_observations is None else result.final_observations.tolist()
+    return out
+
+
+def _refit_json(info: RefitInfo) -> dict[str, Any]:
+    return dict(info.__dict__)
+
+
+def _update_json(result: UpdateResult) -> dict[str, Any]:
+    started = None if result.started_refit is None else _refit_json(result.started_refit)
+    return {"policy_updates": result.policy_updates, "model_version": result.model_version, "started_refit": started}
+
+
+def _array(values: Any, name: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (ValueError, TypeError) as exc:  # ragged lists
+        raise invalid(f"{name} must be a rectangular array of numbers: {exc}") from exc
+
+
+def error_response(exc: ServiceError, status: int | None = None) -> JSONResponse:
+    """Return the JSON error answer of ``exc``."""
+    return JSONResponse({"code": exc.code, "message": exc.message}, status_code=status or exc.http_status)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 to a request body over ``limit`` bytes (declared or streamed)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = ServiceError("RESOURCE_EXHAUSTED", f"request body is larger than the {self.limit}-byte limit")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await error_response(too_large, 413)(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await error_response(too_large, 413)(scope, receive, send)
+
+
+def create_app(core: SessionCore) -> FastAPI:
+    """Return the FastAPI app of ``core``."""
+    app = FastAPI(title="adept-env world-model service", version="1",
+                  description="Gymnasium-style sessions over a diffusion world model. JSON at /v1, binary "
+                              f"protobuf ({PROTOBUF}) at /rpc/{SERVICE_NAME}/<Method>.")
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return error_response(invalid(f"bad request: {problems}"))
+
+    def owner(authorization: Annotated[str | None, Header()] = None) -> str:
+        return core.authenticate(authorization)
+
+    Owner = Annotated[str, Depends(owner)]
+
+    @app.get("/health", summary="Liveness and readiness (no token needed)")
+    def health_check() -> dict[str, Any]:
+        return {"status": "SERVING", "sessions": core.session_count(), "auth": core.auth_enabled}
+
+    @app.get("/v1/environments", summary="ListEnvironments", responses=ERRORS)
+    def list_environments(who: Owner) -> dict[str, Any]:
+        envs = [e.__dict__ for e in core.list_environments()]
+        return {"environments": envs, "client_overrides": list(core.config.client_overrides)}
+
+    @app.post("/v1/sessions", summary="CreateSession", response_model=SessionOut, responses=ERRORS)
+    def create_session(body: CreateSessionBody, who: Owner) -> JSONResponse:
+        info = core.create_session(who, body.env_id, body.num_envs, body.seed, body.overrides)
+        return JSONResponse(_session_json(info))
+
+    @app.post("/v1/sessions/{session_id}/reset", summary="Reset", response_model=ResetOut, responses=ERRORS)
+    def reset(session_id: str, who: Owner, body: ResetBody | None = None) -> JSONResponse:
+        body = body or ResetBody()
+        mask = None if body.mask is None else np.asarray(body.mask, bool)
+        obs, version = core.reset(who, session_id, body.seed, mask)
+        return JSONResponse({"observations": obs.tolist(), "model_version": version})
+
+    @app.post("/v1/sessions/{session_id}/step", summary="Step", response_model=StepOut, responses=ERRORS)
+    def step(session_id: str, body: StepBody, who: Owner) -> JSONResponse:
+        result = core.step(who, session_id, _array(body.actions, "actions"), body.autoreset)
+        return JSONResponse(_step_json(result))
+
+    @app.get("/v1/sessions/{session_id}/dataset-pairs", summary="GetDatasetPairs", response_model=PairsOut,
+             responses=ERRORS)
+    def dataset_pairs(session_id: str, who: Owner, start: Annotated[int, Query(ge=0)] = 0,
+                      count: Annotated[int, Query(ge=0)] = 0, sample_size: Annotated[int, Query(ge=0)] = 0,
+                      seed: int | None = None) -> JSONResponse:
+        pairs = core.dataset_pairs(who, session_id, start, count, sample_size, seed)
+        return JSONResponse({"indices": pairs.indices.tolist(), "observations": pairs.observations.tolist(),
+                             "actions": pairs.actions.tolist(), "total_rows": pairs.total_rows,
+                             "dataset_fingerprint": pairs.dataset_fingerprint})
+
+    @app.post("/v1/sessions/{session_id}/policy", summary="UpdatePolicy", response_model=UpdatePolicyOut,
+              responses=ERRORS)
+    def update_policy(session_id: str, body: UpdatePolicyBody, who: Owner) -> JSONResponse:
+        if (body.snapshot is None) == (body.log_probs is None):
+            raise invalid("give exactly one of snapshot or log_probs")
+        if body.snapshot is not None:
+            import json
+
+            try:
+                weights = base64.b64decode(body.snapshot.safetensors_base64, validate=True)
+            except ValueError as exc:
+                raise invalid(f"safetensors_base64 is not base64: {exc}") from exc
+            result = core.update_policy_snapshot(who, session_id, weights, json.dumps(body.snapshot.spec))
+        else:
+            lp = body.log_probs
+            result = core.update_policy_log_probs(who, session_id, np.asarray(lp.indices, np.int64),
+                                                  _array(lp.log_probs, "log_probs"), lp.dataset_fingerprint)
+        return JSONResponse(_update_json(result))
+
+    @app.post("/v1/sessions/{session_id}/refits", summary="Refit", response_model=RefitOut, responses=ERRORS)
+    def refit(session_id: str, who: Owner, body: RefitBody | None = None) -> JSONResponse:
+        body = body or RefitBody()
+        return JSONResponse(_refit_json(core.refit(who, session_id, body.steps, body.weighted)))
+
+    @app.get("/v1/sessions/{session_id}/refits/{job_id}", summary="GetRefit (job 0: the latest)",
+             response_model=RefitOut, responses=ERRORS)
+    def get_refit(session_id: str, job_id: int, who: Owner,
+                  wait_seconds: Annotated[float, Query(ge=0)] = 0.0) -> JSONResponse:
+        return JSONResponse(_refit_json(core.get_refit(who, session_id, job_id, wait_seconds)))
+
+    @app.delete("/v1/sessions/{session_id}", summary="CloseSession", responses=ERRORS)
+    def close_session(session_id: str, who: Owner) -> dict[str, Any]:
+        core.close_session(who, session_id)
+        return {}
+
+    @app.post(f"/rpc/{SERVICE_NAME}/{{method}}", summary="Any RPC as binary protobuf (request/response messages)",
+              responses={200: {"content": {PROTOBUF: {}}}, **ERRORS},
+              openapi_extra={"requestBody": {"content": {PROTOBUF: {"schema": {"type": "string",
+                                                                              "format": "binary"}}}}})
+    async def rpc(method: str, request: Request) -> Response:
+        if method not in METHODS:
+            raise ServiceError("NOT_FOUND", f"no method {method!r}; methods: {sorted(METHODS)}")
+        request_class, handle = METHODS[method]
+        who = core.authenticate(request.headers.get("authorization"))
+        message = parse(request_class, await request.body())
+        answer = await run_in_threadpool(handle, core, who, message)
+        return Response(answer.SerializeToString(), media_type=PROTOBUF)
+
+    app.add_middleware(BodyLimit, limit=core.config.max_message_bytes)
+    return app

@@ -1,0 +1,506 @@
+"""The session core: sessions, owners, limits and every call of the service, transport-free.
+
+The gRPC servicer and the FastAPI app translate their requests into these methods and their
+``ServiceError`` into a status; the methods take and return numpy arrays and dataclasses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adept_env.envs.core import RefitJob
+from adept_env.envs.episodes import EpisodeBatch
+from adept_env.envs.world_model_env import action_space
+from adept_env.target_policy import PolicyMismatchError
+from server.config import ServerConfig
+from server.engines import DatasetRowLogProbs, Engine, EngineStore
+from server.errors import ServiceError, invalid, not_found
+
+log = logging.getLogger("adept.server")
+
+ANONYMOUS = "anonymous"
+AUTORESET_MODES = ("none", "next_step", "same_step")
+ACTION_TOLERANCE = 1e-5
+"""Actions may exceed the [-1, 1] bounds by this much (float rounding) and are clipped."""
+
+
+@dataclass
+class EnvironmentInfo:
+    """One served environment id and its sizes."""
+
+    env_id: str
+    task: str
+    dataset: str
+    obs_dim: int
+    act_dim: int
+    loaded: bool
+
+
+@dataclass
+class SessionInfo:
+    """What CreateSession returns: the id, the specs (bounds per element) and the effective config."""
+
+    session_id: str
+    env_id: str
+    num_envs: int
+    obs_dim: int
+    act_dim: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+    model_version: int
+    horizon: int
+    dataset_rows: int
+    dataset_fingerprint: str
+    idle_timeout_s: float
+    config: dict[str, Any]
+
+
+@dataclass
+class StepResult:
+    """One Step of every env in a session (arrays of length num_envs)."""
+
+    observations: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    uncertainty: np.ndarray
+    raw_rewards: np.ndarray
+    halted: np.ndarray
+    model_version: int
+    reset_mask: np.ndarray
+    final_observations: np.ndarray | None = None
+
+
+@dataclass
+class DatasetPairs:
+    """Dataset rows handed out for log-prob policy updates."""
+
+    indices: np.ndarray
+    observations: np.ndarray
+    actions: np.ndarray
+    total_rows: int
+    dataset_fingerprint: str
+
+
+@dataclass
+class RefitInfo:
+    """A refit job's state, as plain values."""
+
+    job_id: int
+    state: str
+    """'running', 'done' or 'failed'."""
+    policy_updates: int
+    effective_sample_size: float
+    ess_fraction: float
+    clipped_fraction: float
+    model_version: int
+    seconds: float
+    error: str
+    checkpointed: bool
+
+
+@dataclass
+class UpdateResult:
+    """What UpdatePolicy returns."""
+
+    policy_updates: int
+    model_version: int
+    started_refit: RefitInfo | None
+
+
+@dataclass
+class Session:
+    """``num_envs`` episodes of one env id, owned by one token."""
+
+    session_id: str
+    owner: str
+    env_id: str
+    engine: Engine
+    episodes: EpisodeBatch
+    rng: np.random.Generator
+    needs_reset: np.ndarray
+    started: bool = False
+    last_used: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+
+def owner_of_token(token: str) -> str:
+    """Return the owner id of a token: a short hash, so tokens never reach logs or disk."""
+    return "t" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+class SessionCore:
+    """Every call of the service over an EngineStore; thread-safe."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.engines = EngineStore(config)
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self._tokens = tuple(t.encode() for t in config.api_tokens)
+
+    # -- identity ------------------------------------------------------------------------------
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self._tokens)
+
+    def authenticate(self, authorization: str | None) -> str:
+        """Return the caller's owner id from an ``authorization`` header/metadata value.
+
+        Without configured tokens every caller is 'anonymous'. Raises UNAUTHENTICATED.
+        """
+        if not self._tokens:
+            return ANONYMOUS
+        if not authorization:
+            raise ServiceError("UNAUTHENTICATED", "this server needs 'authorization: Bearer <token>'")
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ServiceError("UNAUTHENTICATED", "the authorization value must be 'Bearer <token>'")
+        given = token.strip().encode()
+        matched = False
+        for candidate in self._tokens:  # compare with every token: time does not reveal which matched
+            matched |= hmac.compare_digest(given, candidate)
+        if not matched:
+            raise ServiceError("UNAUTHENTICATED", "unknown API token")
+        return owner_of_token(token.strip())
+
+    def _session(self, owner: str, session_id: str) -> Session:
+        with self._lock:
+            session = self._sessions.get(session_id)
+        # Another owner's session answers exactly like a missing one: its existence is not revealed.
+        if session is None or session.owner != owner or session.closed:
+            raise not_found(f"no session {session_id!r} for this token (closed, expired after "
+                            f"{self.config.idle_timeout_s:g} s idle, or the server restarted); create a new one")
+        session.last_used = time.monotonic()
+        return session
+
+    # -- environments and sessions ------------------------------------------------------------
+    def list_environments(self) -> list[EnvironmentInfo]:
+        """Return the served environment ids with their task sizes."""
+        from adept_env.tasks import get_task
+
+        out = []
+        for env_id in self.engines.env_ids:
+            dataset = env_id.removeprefix("ADEPT-")
+            task = get_task(dataset.split("-", 1)[0])
+            out.append(EnvironmentInfo(env_id, task.name, dataset, task.obs_dim, task.act_dim,
+                                       self.engines.is_loaded(env_id)))
+        return out
+
+    def create_session(self, owner: str, env_id: str, num_envs: int = 1, seed: int | None = None,
+                       overrides: dict[str, Any] | None = None) -> SessionInfo:
+        """Open a session of ``num_envs`` episodes; its engine loads (or trains) the model on first use."""
+        num_envs = int(num_envs) if num_envs else 1
+        if not 1 <= num_envs <= self.config.max_num_envs:
+            raise invalid(f"num_envs must be in [1, {self.config.max_num_envs}], got {num_envs}")
+        with self._lock:
+            mine = sum(s.owner == owner for s in self._sessions.values())
+            if len(self._sessions) >= self.config.max_sessions:
+                raise ServiceError("RESOURCE_EXHAUSTED", f"the server has its maximum of {self.config.max_sessions} "
+                                   "sessions; close some or wait for idle ones to expire")
+            if mine >= self.config.max_sessions_per_owner:
+                raise ServiceError("RESOURCE_EXHAUSTED", f"this token has its maximum of "
+                                   f"{self.config.max_sessions_per_owner} sessions; close some first")
+        try:
+            engine = self.engines.acquire(owner, env_id, dict(overrides or {}))
+        except ServiceError:
+            raise
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            raise invalid(f"cannot serve {env_id}: {exc}") from exc
+        core = engine.core
+        session = Session(
+            session_id=secrets.token_urlsafe(18),
+            owner=owner,
+            env_id=env_id,
+            engine=engine,
+            episodes=EpisodeBatch(core, num_envs),
+            rng=np.random.default_rng(seed),
+            needs_reset=np.zeros(num_envs, bool),
+        )
+        with self._lock:
+            self._sessions[session.session_id] = session
+        space = action_space(core.task.act_dim)
+        config = {k: getattr(core.config, k) for k in core.config.__dataclass_fields__
+                  if k not in ("model_path", "dataset_path")}
+        log.info("session %s… %s x%d opened", session.session_id[:6], env_id, num_envs)
+        return SessionInfo(
+            session_id=session.session_id,
+            env_id=env_id,
+            num_envs=num_envs,
+            obs_dim=core.task.obs_dim,
+            act_dim=core.task.act_dim,
+            action_low=space.low.astype(np.float64),
+            action_high=space.high.astype(np.float64),
+            model_version=core.model_version,
+            horizon=core.config.horizon,
+            dataset_rows=len(core.dataset),
+            dataset_fingerprint=engine.base.fingerprint,
+            idle_timeout_s=self.config.idle_timeout_s,
+            config=config,
+        )
+
+    def close_session(self, owner: str, session_id: str) -> None:
+        """Close a session (NOT_FOUND if it is not this owner's)."""
+        session = self._session(owner, session_id)
+        self._drop(session)
+
+    def _drop(self, session: Session) -> None:
+        with self._lock:
+            if self._sessions.pop(session.session_id, None) is None:
+                return
+        session.closed = True
+        self.engines.release(session.engine)
+
+    def expire_idle(self, now: float | None = None) -> int:
+        """Close sessions idle longer than the timeout; return how many were closed."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            idle = [s for s in self._sessions.values() if now - s.last_used > self.config.idle_timeout_s]
+        for session in idle:
+            log.info("session %s… expired after %.0f s idle", session.session_id[:6], now - session.last_used)
+            self._drop(session)
+        return len(idle)
+
+    def session_count(self) -> int:
+        """Return the number of open sessions."""
+        with self._lock:
+            return len(self._sessions)
+
+    def close_all(self) -> None:
+        """Close every session (shutdown)."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            self._drop(session)
+
+    # -- episodes ------------------------------------------------------------------------------
+    def reset(self, owner: str, session_id: str, seed: int | None = None,
+              mask: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Start new episodes (all, or where ``mask``); return (observations (n, obs_dim) float32, version)."""
+        session = self._session(owner, session_id)
+        n = session.episodes.n
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.dtype != bool or mask.shape != (n,):
+                raise invalid(f"mask must be bool of shape ({n},), got {mask.dtype} {mask.shape}")
+        with session.lock:
+            if seed is not None:
+                session.rng = np.random.default_rng(int(seed))
+            obs = session.episodes.reset(session.rng, mask=mask)
+            session.needs_reset[mask if mask is not None else slice(None)] = False
+            session.started = True
+            return obs, session.engine.core.model_version
+
+    def check_actions(self, session: Session, actions: np.ndarray) -> np.ndarray:
+        """Return ``actions`` as float32 (n, act_dim); INVALID_ARGUMENT on dtype, shape, NaN/inf or bounds."""
+        n, act_dim = session.episodes.n, session.engine.core.task.act_dim
+        actions = np.asarray(actions)
+        if actions.dtype not in (np.float32, np.float64):
+            raise invalid(f"actions must be float32 or float64, got {actions.dtype}")
+        if actions.shape == (act_dim,) and n == 1:
+            actions = actions[None]
+        if actions.shape != (n, act_dim):
+            raise invalid(f"actions must have shape ({n}, {act_dim}), got {actions.shape}")
+        finite = np.isfinite(actions)
+        if not finite.all():
+            row, col = np.argwhere(~finite)[0]
+            raise invalid(f"actions contain NaN or inf (first at [{row}, {col}])")
+        outside = np.abs(actions) > 1.0 + ACTION_TOLERANCE
+        if outside.any():
+            row, col = np.argwhere(outside)[0]
+            raise invalid(f"actions[{row}, {col}] = {actions[row, col]:g} is outside the action bounds [-1, 1] "
+                          f"({int(outside.sum())} values outside)")
+        return np.clip(actions, -1.0, 1.0).astype(np.float32, copy=False)
+
+    def step(self, owner: str, session_id: str, actions: np.ndarray, autoreset: str = "none") -> StepResult:
+        """Step every env of the session with one model call, handling ended envs by ``autoreset``."""
+        if autoreset not in AUTORESET_MODES:
+            raise invalid(f"autoreset must be one of {AUTORESET_MODES}, got {autoreset!r}")
+        session = self._session(owner, session_id)
+        actions = self.check_actions(session, actions)
+        with session.lock:
+            if not session.started:
+                raise ServiceError("FAILED_PRECONDITION", "call Reset before Step")
+            n, episodes = session.episodes.n, session.episodes
+            pending = session.needs_reset.copy()
+            if autoreset == "none" and pending.any():
+                raise ServiceError("FAILED_PRECONDITION", f"envs {np.flatnonzero(pending)[:16].tolist()} ended; "
+                                   "Reset them (with a mask) or step with autoreset")
+            if pending.any():
+                episodes.reset(session.rng, mask=pending)
+            # NEXT_STEP: the reset envs are not stepped; SAME_STEP: they are (their episode starts now).
+            active = ~pending if autoreset == "next_step" else np.ones(n, bool)
+            rewards = np.zeros(n, np.float32)
+            terminated, truncated, halted = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+            uncertainty, raw = np.zeros(n, np.float32), np.zeros(n, np.float32)
+            version = session.engine.core.model_version
+            if active.any():
+                out = episodes.step(actions, session.rng, mask=None if active.all() else active)
+                rewards, terminated, truncated = out.rewards, out.terminated, out.truncated
+                uncertainty[active], raw[active], halted[active] = (out.batch.uncertainty, out.batch.raw_rewards,
+                                                                    out.batch.halted)
+                version = out.batch.model_version
+            observations = episodes.observations.copy()
+            done = terminated | truncated
+            result = StepResult(observations, rewards, terminated, truncated, uncertainty, raw, halted, version,
+                                reset_mask=pending)
+            if autoreset == "same_step":
+                result.final_observations = observations
+                result.reset_mask = done
+                result.observations = episodes.reset(session.rng, mask=done) if done.any() else observations
+                session.needs_reset[:] = False
+            else:
+                session.needs_reset[:] = done
+            return result
+
+    # -- following the policy ------------------------------------------------------------------
+    def dataset_pairs(self, owner: str, session_id: str, start: int = 0, count: int = 0, sample_size: int = 0,
+                      seed: int | None = None) -> DatasetPairs:
+        """Return a page of dataset rows [start, start + count) or a uniform sample of ``sample_size`` rows."""
+        session = self._session(owner, session_id)
+        dataset = session.engine.core.dataset
+        rows = len(dataset)
+        row_bytes = 4 * (dataset.observations.shape[1] + dataset.actions.shape[1]) + 8
+        limit = max(self.config.max_message_bytes // row_bytes - 16, 1)
+        if sample_size < 0 or start < 0 or count < 0:
+            raise invalid("start, count and sample_size must be >= 0")
+        if sample_size > 0:
+            if sample_size > min(rows, limit):
+                raise invalid(f"sample_size {sample_size} is more than the {min(rows, limit)} rows one answer holds")
+            indices = np.sort(np.random.default_rng(seed).choice(rows, size=sample_size, replace=False))
+        else:
+            if count == 0:
+                raise invalid("give count > 0 (a page) or sample_size > 0 (a sample)")
+            if count > limit:
+                raise invalid(f"count {count} is more than the {limit} rows one answer holds; page through them")
+            if start >= rows:
+                raise invalid(f"start {start} is past the last row ({rows} rows)")
+            indices = np.arange(start, min(start + count, rows))
+        return DatasetPairs(indices.astype(np.int64), dataset.observations[indices].astype(np.float32, copy=False),
+                            dataset.actions[indices].astype(np.float32, copy=False), rows,
+                            session.engine.base.fingerprint)
+
+    def _after_update(self, engine: Engine, jobs_before: int, updates: int) -> UpdateResult:
+        core = engine.core
+        started = None
+        for job in core.jobs[jobs_before:]:  # refit_every started one
+            engine.watch(job)
+            started = self._refit_info(engine, job)
+        return UpdateResult(updates, core.model_version, started)
+
+    def update_policy_snapshot(self, owner: str, session_id: str, safetensors: bytes, spec_json: str) -> UpdateResult:
+        """Install a policy snapshot (safetensors + JSON spec, checksum verified) on the session's engine."""
+        session = self._session(owner, session_id)
+        try:
+            spec = json.loads(spec_json)
+        except ValueError as exc:
+            raise invalid(f"spec_json is not valid JSON: {exc}") from exc
+        if not isinstance(spec, dict):
+            raise invalid("spec_json must be a JSON object")
+        if not safetensors:
+            raise invalid("the snapshot has no weights (empty safetensors)")
+        engine = session.engine
+        with tempfile.TemporaryDirectory(prefix="adept-policy-") as tmp:
+            stem = Path(tmp) / "policy"
+            stem.with_name("policy.safetensors").write_bytes(safetensors)
+            stem.with_name("policy.json").write_text(json.dumps(spec))
+            with engine.lock:
+                before = len(engine.core.jobs)
+                try:
+                    updates = engine.core.update_policy(str(stem))
+                except PolicyMismatchError as exc:
+                    raise invalid(str(exc)) from exc
+                except Exception as exc:  # safetensors/JSON/spec errors: the client's bytes are bad
+                    raise invalid(f"bad policy snapshot: {type(exc).__name__}: {exc}") from exc
+        return self._after_update(engine, before, updates)
+
+    def update_policy_log_probs(self, owner: str, session_id: str, indices: np.ndarray, log_probs: np.ndarray,
+                                fingerprint: str = "") -> UpdateResult:
+        """Install a policy given by log pi(a|s) of dataset rows; rows without a value get weight 0 in refits."""
+        session = self._session(owner, session_id)
+        engine = session.engine
+        dataset = engine.core.dataset
+        if fingerprint and fingerprint != engine.base.fingerprint:
+            raise invalid(f"dataset_fingerprint {fingerprint!r} is not this dataset's ({engine.base.fingerprint!r}); "
+                          "fetch the pairs again")
+        indices, log_probs = np.asarray(indices), np.asarray(log_probs)
+        if indices.dtype.kind not in "iu" or indices.ndim != 1:
+            raise invalid(f"indices must be a 1-D integer array, got {indices.dtype} {indices.shape}")
+        if log_probs.dtype not in (np.float32, np.float64) or log_probs.shape != indices.shape:
+            raise invalid(f"log_probs must be float32/float64 of shape {indices.shape}, got {log_probs.dtype} "
+                          f"{log_probs.shape}")
+        if len(indices) == 0:
+            raise invalid("no log-probs given")
+        if indices.min() < 0 or indices.max() >= len(dataset):
+            raise invalid(f"indices must be in [0, {len(dataset)})")
+        if len(np.unique(indices)) != len(indices):
+            raise invalid("indices must be distinct")
+        if not np.all(np.isfinite(log_probs)):
+            raise invalid("log_probs must be finite")
+        table = np.full(len(dataset), -np.inf)
+        table[indices] = log_probs
+        with engine.lock:
+            before = len(engine.core.jobs)
+            updates = engine.core.update_policy(DatasetRowLogProbs(dataset, table, len(indices)))
+        return self._after_update(engine, before, updates)
+
+    def _refit_info(self, engine: Engine, job: RefitJob) -> RefitInfo:
+        return RefitInfo(job.job_id, job.status, job.policy_updates, float(job.effective_sample_size),
+                         float(job.ess_fraction), float(job.clipped_fraction), int(job.model_version or 0),
+                         float(job.seconds or 0.0), job.error or "", engine.is_checkpointed(job))
+
+    def refit(self, owner: str, session_id: str, steps: int | None = None, weighted: bool = True) -> RefitInfo:
+        """Start a background refit of the session's engine; FAILED_PRECONDITION while one runs."""
+        session = self._session(owner, session_id)
+        if steps is not None and not 1 <= steps <= self.config.max_refit_steps:
+            raise invalid(f"steps must be in [1, {self.config.max_refit_steps}], got {steps}")
+        engine = session.engine
+        with engine.lock:
+            running = engine.running_job()
+            if running is not None:
+                raise ServiceError("FAILED_PRECONDITION", f"refit {running.job_id} is still running; wait for it "
+                                   "(GetRefit) before starting another")
+            try:
+                job = engine.core.refit(blocking=False, steps=steps, weighted=weighted)
+            except RuntimeError as exc:  # no policy yet
+                raise ServiceError("FAILED_PRECONDITION", str(exc)) from exc
+            except ValueError as exc:
+                raise invalid(f"cannot weight the dataset: {exc}") from exc
+            engine.watch(job)
+        return self._refit_info(engine, job)
+
+    def get_refit(self, owner: str, session_id: str, job_id: int = 0, wait_s: float = 0.0) -> RefitInfo:
+        """Return a refit job's state (0: the latest), waiting up to ``wait_s`` (capped) for it to be saved."""
+        session = self._session(owner, session_id)
+        engine = session.engine
+        jobs = engine.core.jobs
+        if not jobs:
+            raise not_found("this session's engine has no refit jobs")
+        if job_id == 0:
+            job = jobs[-1]
+        elif 1 <= job_id <= len(jobs):
+            job = jobs[job_id - 1]
+        else:
+            raise not_found(f"no refit job {job_id} (jobs 1..{len(jobs)})")
+        wait_s = min(max(float(wait_s), 0.0), self.config.max_wait_s)
+        if wait_s > 0:
+            deadline = time.monotonic() + wait_s
+            job.wait(wait_s)
+            event = engine.checkpointed.get(job.job_id)
+            if event is not None:
+                event.wait(max(deadline - time.monotonic(), 0.0))
+        session.last_used = time.monotonic()
+        return self._refit_info(engine, job)
