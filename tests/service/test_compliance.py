@@ -19,7 +19,7 @@ from adept_client import (
 from adept_client.proto.adept.v1 import world_model_pb2 as pb
 from adept_client.tensors import to_tensor
 
-from tests.service.conftest import ENV_ID, TOKENS
+from .conftest import ENV_ID, TOKENS
 
 OBS_DIM, ACT_DIM = 17, 6
 
