@@ -234,6 +234,14 @@ class BodyLimit:
                 await error_response(too_large, 413)(scope, receive, send)
 
 
+def _owner(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The caller's owner id from the Authorization header (UNAUTHENTICATED without a valid token)."""
+    return request.app.state.core.authenticate(authorization)
+
+
+Owner = Annotated[str, Depends(_owner)]
+
+
 def create_app(core: SessionCore) -> FastAPI:
     """Return the FastAPI app of ``core``."""
     app = FastAPI(title="adept-env world-model service", version="1",
@@ -249,10 +257,7 @@ def create_app(core: SessionCore) -> FastAPI:
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return error_response(invalid(f"bad request: {problems}"))
 
-    def owner(authorization: Annotated[str | None, Header()] = None) -> str:
-        return core.authenticate(authorization)
-
-    Owner = Annotated[str, Depends(owner)]
+    app.state.core = core
 
     @app.get("/health", summary="Liveness and readiness (no token needed)")
     def health_check() -> dict[str, Any]:
