@@ -9,10 +9,10 @@ DEMO_DIR ?= runs/demo
 setup: $(VENV)/.installed
 
 # torch is installed first, pinned, so that nothing pulls a CUDA build.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml clients/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check "torch==2.13.0"
-	$(PIP) install --quiet --disable-pip-version-check -e ".[dev,server,client,minari]"
+	$(PIP) install --quiet --disable-pip-version-check -e ".[dev,server,client,minari]" -e clients
 	touch $@
 
 demo: setup
