@@ -204,6 +204,9 @@ def train_command(
         int | None, typer.Option(help="Generate (and cache) a random dataset of this many steps instead of 1M.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    threads: Annotated[
+        int | None, typer.Option(help="Torch CPU threads (1 is fastest for these small nets on a busy machine).")
+    ] = None,
 ) -> None:
     """Train an agent offline; evaluate in real MuJoCo; write TensorBoard logs, checkpoints and a curve PNG.
 
@@ -213,6 +216,10 @@ def train_command(
     from adept_env.data.hdf5 import DatasetFileError
     from adept_env.loop import TrainConfig, train
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         config = TrainConfig(algo=algo, updates=budget, seed=seed, eval_every=min(eval_every, budget),
                              eval_episodes=eval_episodes, real_ratio=real_ratio, penalty=penalty,
@@ -291,6 +298,7 @@ def serve_command(
     env: Annotated[list[str] | None, typer.Option("--env", help="Serve only this env id (repeatable).")] = None,
     profile: Annotated[str | None, typer.Option(help="World-model profile trained on first use: default or quick.")]
     = None,
+    device: Annotated[str | None, typer.Option(help="Torch device of the world models, e.g. cuda.")] = None,
     model_path: Annotated[Path | None, typer.Option(help="Saved world model (needs exactly one --env).")] = None,
     dataset_path: Annotated[Path | None, typer.Option(help="Dataset .hdf5 (needs exactly one --env).")] = None,
     state_dir: Annotated[Path | None, typer.Option(help="Checkpoints of refitted models ($ADEPT_HOME/server).")]
@@ -307,7 +315,7 @@ def serve_command(
     from server.config import MIB, ServerConfig
     from server.service import serve
 
-    settings = {k: v for k, v in {"profile": profile}.items() if v is not None}
+    settings = {k: v for k, v in {"profile": profile, "device": device}.items() if v is not None}
     per_env = {k: str(v) for k, v in {"model_path": model_path, "dataset_path": dataset_path}.items() if v}
     if per_env and len(env or []) != 1:
         _fail("--model-path/--dataset-path need exactly one --env")

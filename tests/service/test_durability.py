@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from adept_client import GrpcClient, RetryPolicy
 
 from .conftest import ENV_ID
