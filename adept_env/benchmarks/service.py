@@ -6,7 +6,9 @@ Protocol: one dataset and world model (quick: a 20k-step halfcheetah-random data
 quick profile, trained here; full: the cached 1M-step dataset and the default profile); the
 server runs in its own process (``python -m server``, loopback, ephemeral ports, one torch
 thread) and this process drives it. In-process stepping is the same ``EpisodeBatch`` work the
-server does per Step (one thread too). Every loop is bounded by a step count and a time budget.
+server does per Step (one thread too). In-process, gRPC and HTTP take turns (blocks of 0.25 s
+for throughput, call by call for latency) so they share the machine's drifting background load.
+Every loop is bounded by a step count and a time budget.
 """
 
 from __future__ import annotations
@@ -129,14 +131,25 @@ class ServerProcess:
             return self.process.wait(10)
 
 
-def _throughput(step_once, batch: int, seconds: float, max_calls: int = 100_000) -> float:
-    """Return env steps/s of ``step_once`` (one call steps ``batch`` envs), timed for ``seconds``."""
-    step_once()  # warm-up
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds and calls < max_calls:
+def _interleaved_throughput(steppers: dict[str, Any], batch: int, seconds: float, block_s: float = 0.25,
+                            max_calls: int = 100_000) -> dict[str, float]:
+    """Return env steps/s of each stepper (one call steps ``batch`` envs), ``seconds`` of calls each.
+
+    The steppers take turns in blocks of ``block_s`` so that all of them see the same background
+    load (this machine's load drifts within seconds).
+    """
+    for step_once in steppers.values():  # warm-up
         step_once()
-        calls += 1
-    return batch * calls / (time.perf_counter() - start)
+    calls = dict.fromkeys(steppers, 0)
+    spent = dict.fromkeys(steppers, 0.0)
+    while min(spent.values()) < seconds and max(calls.values()) < max_calls:
+        for name, step_once in steppers.items():
+            start = time.perf_counter()
+            while time.perf_counter() - start < block_s:
+                step_once()
+                calls[name] += 1
+            spent[name] += time.perf_counter() - start
+    return {name: batch * calls[name] / spent[name] for name in steppers}
 
 
 def _latencies_ms(step_once, calls: int, seconds: float = 120.0) -> np.ndarray:
@@ -151,6 +164,23 @@ def _latencies_ms(step_once, calls: int, seconds: float = 120.0) -> np.ndarray:
         if t - start > seconds:
             break
     return np.asarray(out)
+
+
+def _interleaved_latencies_ms(steppers: dict[str, Any], calls: int, seconds: float = 120.0) -> dict[str, np.ndarray]:
+    """Return per-call latencies (ms) of each stepper, the steppers taking turns call by call."""
+    for step_once in steppers.values():
+        for _ in range(5):
+            step_once()
+    out: dict[str, list[float]] = {name: [] for name in steppers}
+    start = time.perf_counter()
+    for _ in range(calls):
+        for name, step_once in steppers.items():
+            t = time.perf_counter()
+            step_once()
+            out[name].append((time.perf_counter() - t) * 1e3)
+        if time.perf_counter() - start > seconds:
+            break
+    return {name: np.asarray(values) for name, values in out.items()}
 
 
 def _in_process_stepper(model: Path, dataset: Path, batch: int):
@@ -264,13 +294,15 @@ def run(quick: bool = False, json_path: Path | None = None) -> dict[str, Any]:
             http_client = HttpClient(server.http, token="", timeout_s=60)
             rows = []
             for batch in BATCHES:
-                local = _throughput(_in_process_stepper(model, dataset, batch), batch, budget.throughput_seconds)
-                row = {"batch": batch, "in_process": local}
-                for name, client in (("grpc", grpc_client), ("http", http_client)):
-                    step_once, session = _remote_stepper(client, batch)
-                    row[name] = _throughput(step_once, batch, budget.throughput_seconds)
-                    session.close()
-                row["grpc_ratio"], row["http_ratio"] = row["grpc"] / local, row["http"] / local
+                grpc_step, grpc_session = _remote_stepper(grpc_client, batch)
+                http_step, http_session = _remote_stepper(http_client, batch)
+                rates = _interleaved_throughput({"in_process": _in_process_stepper(model, dataset, batch),
+                                                 "grpc": grpc_step, "http": http_step}, batch,
+                                                budget.throughput_seconds)
+                grpc_session.close()
+                http_session.close()
+                row = {"batch": batch, **rates}
+                row["grpc_ratio"], row["http_ratio"] = row["grpc"] / row["in_process"], row["http"] / row["in_process"]
                 rows.append(row)
             figures["throughput"] = rows
             table = Table("batch", "in-process steps/s", "gRPC steps/s", "HTTP steps/s", "gRPC / in-proc",
@@ -280,15 +312,18 @@ def run(quick: bool = False, json_path: Path | None = None) -> dict[str, Any]:
                               f"{r['grpc_ratio']:.2f}", f"{r['http_ratio']:.2f}")
             console.print(table)
 
-            local_ms = _latencies_ms(_in_process_stepper(model, dataset, 1), budget.latency_calls)
-            overhead = {"in_process_p50_ms": float(np.percentile(local_ms, 50)),
-                        "in_process_p99_ms": float(np.percentile(local_ms, 99))}
-            for name, client in (("grpc", grpc_client), ("http", http_client)):
-                step_once, session = _remote_stepper(client, 1)
-                ms = _latencies_ms(step_once, budget.latency_calls)
-                session.close()
+            grpc_step, grpc_session = _remote_stepper(grpc_client, 1)
+            http_step, http_session = _remote_stepper(http_client, 1)
+            latencies = _interleaved_latencies_ms({"in_process": _in_process_stepper(model, dataset, 1),
+                                                   "grpc": grpc_step, "http": http_step}, budget.latency_calls)
+            grpc_session.close()
+            http_session.close()
+            overhead = {}
+            for name, ms in latencies.items():
                 for q in (50, 99):
                     overhead[f"{name}_p{q}_ms"] = float(np.percentile(ms, q))
+            for name in ("grpc", "http"):
+                for q in (50, 99):
                     overhead[f"{name}_p{q}_overhead_ms"] = overhead[f"{name}_p{q}_ms"] - overhead[f"in_process_p{q}_ms"]
             figures["overhead_b1"] = overhead
             table = Table("path", "p50 ms", "p99 ms", "p50 overhead ms", "p99 overhead ms",

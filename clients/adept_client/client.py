@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import random
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -152,7 +153,10 @@ class HttpClient(BaseClient):
         headers = {"content-type": PROTOBUF, "accept": PROTOBUF}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
-        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        # TCP_NODELAY: httpx writes headers and body separately; with Nagle's algorithm the body
+        # waits for the server's delayed ACK (~40 ms per call on Linux).
+        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport)
 
     def _invoke(self, method: str, request: Message, timeout_s: float) -> Message:
         httpx = self._httpx
