@@ -19,6 +19,8 @@ if __name__ == "__main__":
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--profile", default="default")
     parser.add_argument("--out", type=Path, default=Path("runs/offline_rl"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args()
     run(args.dataset, tuple(args.algos), tuple(args.seeds), args.updates, args.eval_every, args.eval_episodes,
-        args.profile, args.out)
+        args.profile, args.out, args.progress, args.threads)

@@ -16,12 +16,19 @@ from adept_env.loop import TrainConfig, train
 
 def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql", "adept-iql"),
         seeds: tuple[int, ...] = (0,), updates: int = 50_000, eval_every: int = 10_000, eval_episodes: int = 5,
-        profile: str = "default", out: Path = Path("runs/offline_rl"), progress: bool = True) -> str:
+        profile: str = "default", out: Path = Path("runs/offline_rl"), progress: bool = True,
+        threads: int = 1) -> str:
     """Train every (algo, seed) on the dataset (resuming finished or cut runs); return the table.
 
-    Writes ``out/results.md``, ``out/results.json`` and ``out/curves.png``.
+    Writes ``out/results.md``, ``out/results.json`` and ``out/curves.png``. ``threads`` torch
+    threads for every run (1: the fastest for these small networks on a shared 2-core machine).
     """
     import matplotlib
+    import torch
+
+    from adept_env.atomic import atomic_path
+
+    torch.set_num_threads(threads)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -37,15 +44,18 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
             result = train(dataset, config, out / dataset_name / f"{algo}-s{seed}", progress=progress)
             results.setdefault(algo, []).append({
                 "seed": seed, "final_score": result.final.score_mean, "final_std": result.final.score_std,
-                "curve": result.curve, "cpu_seconds_this_call": time.process_time() - start})
+                "curve": result.curve, "cpu_seconds_this_call": time.process_time() - start,
+                "train_wall_seconds": result.curve[-1].get("seconds", float("nan")) if result.curve else float("nan")})
     lines = [f"{dataset_name}, {updates} agent updates, seeds {list(seeds)}, CPU {cpu_model()}, "
-             f"{_dt.date.today()}", "", "| algorithm | final normalised score (mean over seeds ± std) | per seed |",
-             "| --- | --- | --- |"]
+             f"{threads} torch thread(s), {_dt.date.today()}", "",
+             "| algorithm | final normalised score (mean over seeds ± std) | per seed | wall minutes per seed |",
+             "| --- | --- | --- | --- |"]
     fig, ax = plt.subplots(figsize=(7, 4))
     for algo, rows in results.items():
         finals = np.array([r["final_score"] for r in rows])
         per_seed = ", ".join(f"{v:.1f}" for v in finals)
-        lines.append(f"| {algo} | {finals.mean():.1f} ± {finals.std():.1f} | {per_seed} |")
+        minutes = ", ".join(f"{r['train_wall_seconds'] / 60:.0f}" for r in rows)
+        lines.append(f"| {algo} | {finals.mean():.1f} ± {finals.std():.1f} | {per_seed} | {minutes} |")
         x = [c["update"] for c in rows[0]["curve"]]
         y = np.mean([[c["score_mean"] for c in r["curve"]] for r in rows], axis=0)
         ax.plot(x, y, marker="o", label=algo)
@@ -55,7 +65,8 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=100)
+    with atomic_path(out / "curves.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     table = "\n".join(lines)
     (out / "results.md").write_text(table + "\n")

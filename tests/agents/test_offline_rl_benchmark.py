@@ -1,0 +1,31 @@
+"""The side-by-side offline RL benchmark: every algorithm on the same data, a table and curves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from adept_env.benchmarks.offline_rl import run
+from adept_env.data.dataset import default_path
+
+
+def test_offline_rl_benchmark_writes_table_curves_and_json(small_datasets: dict[str, Path], tmp_path: Path) -> None:
+    target = default_path("hopper-random")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(small_datasets["hopper"], target)
+    out = tmp_path / "bench"
+    table = run("hopper-random", algos=("iql", "sac"), seeds=(0,), updates=60, eval_every=30, eval_episodes=1,
+                out=out, progress=False)
+    rows = [line for line in table.splitlines() if line.startswith("| iql") or line.startswith("| sac")]
+    assert len(rows) == 2
+    assert (out / "curves.png").stat().st_size > 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"iql", "sac"}
+    for runs in results.values():
+        assert [row["update"] for row in runs[0]["curve"]] == [30, 60]
+        assert runs[0]["cpu_seconds_this_call"] > 0
+    # a rerun resumes the finished runs instead of training again
+    again = run("hopper-random", algos=("iql",), seeds=(0,), updates=60, eval_every=30, eval_episodes=1,
+                out=out, progress=False)
+    assert "| iql |" in again
