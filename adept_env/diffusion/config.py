@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 PREDICTORS = ("mean_residual", "plain")
 DTYPES = ("auto", "float32", "bfloat16")
+REFIT_ONLY_FIELDS = ("refit_steps", "refit_learning_rate", "weighted_sampling")
+"""Fields used only by warm-start refits: a cached model fitted from scratch does not depend on them."""
 
 
 class ConfigMismatchError(ValueError):
@@ -78,6 +80,14 @@ class WorldModelConfig:
     """Gradient steps of a fit from scratch."""
     refit_steps: int = 600
     """Gradient steps of a warm-start refit (default when ``fit(steps=None)`` on a fitted model)."""
+    refit_learning_rate: float = 3e-4
+    """Adam learning rate at the start of a warm-start refit (cosine-decayed like a fit's). Lower
+    than a fresh fit's: at 1e-3 a refit of a converged model first shakes it (measured in
+    BENCHMARKS.md, "importance-sampled refit")."""
+    weighted_sampling: bool = True
+    """With weights, draw each minibatch in proportion to them (importance resampling) instead of
+    multiplying uniform minibatches' losses by them: the same expected gradient with much less
+    variance when a few pairs carry large weights."""
     max_fit_seconds: float | None = None
     """Wall-clock cap of a fit, seconds; None: no cap."""
     val_fraction: float = 0.05
@@ -99,6 +109,8 @@ class WorldModelConfig:
                      "batch_size", "steps", "refit_steps", "val_max", "eval_every", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.refit_learning_rate <= 0:
+            raise ValueError("learning rates must be > 0")
         if not 0.0 <= self.cond_dropout < 1.0:
             raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if not 0.0 < self.val_fraction < 0.5:
@@ -128,6 +140,10 @@ class WorldModelConfig:
         if unknown:
             raise ConfigMismatchError(f"unknown world-model config fields {unknown}; saved by a newer adept-env?")
         return cls(**values)
+
+    def training_dict(self) -> dict[str, Any]:
+        """Return the fields that shape a model fitted from scratch (all but REFIT_ONLY_FIELDS)."""
+        return {k: v for k, v in self.to_dict().items() if k not in REFIT_ONLY_FIELDS}
 
     def differences(self, other: WorldModelConfig) -> list[str]:
         """Return ``"field: self_value != other_value"`` for every field that differs."""

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,20 @@ FORMAT = "adept-env/world-model"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+
+
+def weighted_sampler(weights: torch.Tensor) -> Callable[[int, torch.Generator], torch.Tensor]:
+    """Return ``draw(n, generator)``: n row indices, each row with probability proportional to
+    its (non-negative) weight, by inverse-CDF lookup (O(n log rows) per draw)."""
+    cdf = torch.cumsum(weights.double(), 0)
+    cdf = cdf / cdf[-1]
+    last = len(weights) - 1
+
+    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        return torch.searchsorted(cdf, u, right=True).clamp_max(last)
+
+    return draw
 
 
 class WorldModelFileError(ValueError):
@@ -244,12 +259,15 @@ class WorldModel:
         progress: bool = True,
         seed: int = 0,
     ) -> FitReport:
-        """Fit dynamics and reward to ``dataset``, each pair's losses multiplied by ``weights``.
+        """Fit dynamics and reward to ``dataset``, each pair counted in proportion to ``weights``.
 
-        ``weights`` (one per transition, >= 0, not all 0) are rescaled to mean 1. A held-out
-        split (``config.val_fraction``) decides early stopping and the model keeps its best
-        held-out weights. ``warm_start`` continues from the current weights and normaliser (a
-        refit, default ``config.refit_steps`` steps); otherwise, or on the first fit, the
+        ``weights`` (one per transition, >= 0, not all 0) are rescaled to mean 1; with
+        ``config.weighted_sampling`` minibatches are drawn in proportion to them, else their
+        losses are multiplied by them. A held-out split (``config.val_fraction``) decides early
+        stopping and the model keeps its best held-out weights; a refit counts its starting
+        weights as a candidate, so it never ends worse on the weighted held-out loss than it began.
+        ``warm_start`` continues from the current weights and normaliser (a refit, default
+        ``config.refit_steps`` steps at ``config.refit_learning_rate``); otherwise, or on the first fit, the
         normaliser is set from the data (default ``config.steps`` steps). Returns a FitReport.
         """
         cfg = self.config
@@ -285,10 +303,17 @@ class WorldModel:
         val = self._tensors(dataset, val_idx, w_val)
         nets = self.nets
         params = [p for p in nets.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        base_lr = cfg.refit_learning_rate if refit else cfg.learning_rate
+        optimizer = torch.optim.AdamW(params, lr=base_lr, weight_decay=cfg.weight_decay)
         generator = torch.Generator().manual_seed(seed)
         report = FitReport(steps=0, seconds=0.0, effective_sample_size=ess, n_train=len(train_idx), n_val=n_val)
         best_state = copy.deepcopy(nets.state_dict())
+        if refit:  # the starting weights compete too: a refit never hands back a worse model
+            report.best_val_loss = self._val_loss(val)
+        resample = weights is not None and cfg.weighted_sampling
+        draw = weighted_sampler(train["weight"]) if resample else None
+        if draw is not None:  # rows come in proportion to their weights; each then counts once
+            train["weight"] = torch.ones_like(train["weight"])
         since_best, running, running_n = 0, 0.0, 0
         quiet = not progress or os.environ.get("CI", "").lower() in ("1", "true")
         start = time.perf_counter()
@@ -301,8 +326,11 @@ class WorldModel:
                 if cfg.max_fit_seconds:
                     fraction = max(fraction, elapsed / cfg.max_fit_seconds)
                 for group in optimizer.param_groups:  # cosine from lr to lr / 10 over the fit
-                    group["lr"] = cfg.learning_rate * (0.55 + 0.45 * math.cos(math.pi * min(fraction, 1.0)))
-                idx = torch.randint(len(train_idx), (cfg.batch_size,), generator=generator)
+                    group["lr"] = base_lr * (0.55 + 0.45 * math.cos(math.pi * min(fraction, 1.0)))
+                if draw is not None:
+                    idx = draw(cfg.batch_size, generator)
+                else:
+                    idx = torch.randint(len(train_idx), (cfg.batch_size,), generator=generator)
                 state, reward = self._example_losses(train["cond"][idx], train["delta"][idx], train["reward"][idx],
                                                      generator, cfg.cond_dropout)
                 loss = (train["weight"][idx] * (state + cfg.reward_loss_weight * reward)).mean()

@@ -37,11 +37,13 @@ def model_dir(dataset: OfflineDataset, profile: str) -> Path:
     """Return the cache folder of the world model of ``dataset`` trained with ``profile``.
 
     The name includes a hash of the profile's config and the file-format version, so a
-    changed default never loads a model trained under the old one.
+    changed default never loads a model trained under the old one. Refit-only settings are left
+    out of the hash (they do not change a model fitted from scratch); a loaded model takes them
+    from the current profile.
     """
     from adept_env.diffusion.world_model import FORMAT_VERSION
 
-    config = json.dumps({"format": FORMAT_VERSION, **profile_config(profile).to_dict()}, sort_keys=True)
+    config = json.dumps({"format": FORMAT_VERSION, **profile_config(profile).training_dict()}, sort_keys=True)
     config_hash = hashlib.sha256(config.encode()).hexdigest()[:8]
     name = dataset.name or dataset.task.name
     return adept_home() / "models" / f"{name}-{dataset_fingerprint(dataset)}" / f"{profile}-{config_hash}"
@@ -60,9 +62,16 @@ def load_or_train(dataset: OfflineDataset, profile: str = "default", model_path:
     path = model_dir(dataset, profile)
     if path.exists():
         try:
-            return WorldModel.load(path)
+            model = WorldModel.load(path)
         except WorldModelFileError as exc:  # our own cache, written by another version: retrain
             warnings.warn(f"retraining the cached world model at {path}: {exc}", RuntimeWarning, stacklevel=2)
+        else:
+            from adept_env.diffusion.config import REFIT_ONLY_FIELDS
+
+            current = profile_config(profile)
+            for name in REFIT_ONLY_FIELDS:
+                setattr(model.config, name, getattr(current, name))
+            return model
     model = WorldModel.create(dataset.task, profile_config(profile), seed=seed)
     model.fit(dataset, progress=progress, seed=seed)
     model.save(path)
