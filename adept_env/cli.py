@@ -282,11 +282,13 @@ def bench_refit(
     policy: Annotated[
         str | None, typer.Option(help="Target-policy snapshot stem (default: the shipped medium actor).")
     ] = None,
+    ablation: Annotated[bool, typer.Option(
+        "--ablation", help="Also refit with loss-multiplied weights and/or the fresh-fit learning rate.")] = False,
 ) -> None:
     """World-model error on a target policy's real transitions before/after IS and unweighted refits."""
     from adept_env.benchmarks.refit import run
 
-    run(quick=quick, json_path=json_path, task=task, policy_path=policy)
+    run(quick=quick, json_path=json_path, task=task, policy_path=policy, ablation=ablation)
 
 
 @app.command("serve")

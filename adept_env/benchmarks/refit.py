@@ -17,6 +17,7 @@ uniform weights, and measure again. Also env steps/s.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import tempfile
@@ -215,7 +216,7 @@ def _speed(model: Any, dataset: OfflineDataset, seconds: float) -> dict[str, flo
 
 
 def run(quick: bool = False, json_path: Path | None = None, task: str = "halfcheetah",
-        policy_path: str | None = None, seed: int = 0) -> dict[str, Any]:
+        policy_path: str | None = None, seed: int = 0, ablation: bool = False) -> dict[str, Any]:
     """Run the benchmark; print a table and the summary lines; return the figures."""
     from adept_env.envs.model_store import load_or_train
 
@@ -249,8 +250,17 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
 
     before = errors(model)
     results = {"no_refit": before}
-    for label, weights in (("is_refit", iw.weights), ("unweighted_refit", None)):
+    variants: list[tuple[str, np.ndarray | None, dict[str, Any]]] = [
+        ("is_refit", iw.weights, {}), ("unweighted_refit", None, {})]
+    if ablation:  # the choices behind the defaults: loss-multiplied weights, the fresh-fit learning rate
+        fresh_lr = {"refit_learning_rate": model.config.learning_rate}
+        variants += [("is_loss_weighted", iw.weights, {"weighted_sampling": False}),
+                     ("is_refit_fit_lr", iw.weights, fresh_lr),
+                     ("is_loss_weighted_fit_lr", iw.weights, {"weighted_sampling": False, **fresh_lr}),
+                     ("unweighted_fit_lr", None, fresh_lr)]
+    for label, weights, settings in variants:
         candidate = model.clone()
+        candidate.config = dataclasses.replace(candidate.config, **settings)
         report = candidate.fit(dataset, weights=weights, steps=budget.refit_steps, warm_start=True, progress=False)
         results[label] = {**errors(candidate), "refit_seconds": float(report.seconds)}
 
@@ -278,6 +288,7 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
         "cpu": cpu_model(), "date": str(_dt.date.today()), "quick": quick, "task": task,
         "dataset_size": len(dataset), "profile": budget.profile, "target_policy": description,
         "ess": iw.effective_sample_size, "ess_fraction": iw.ess_fraction, "refit_steps": budget.refit_steps,
+        "refit_learning_rate": model.config.refit_learning_rate, "weighted_sampling": model.config.weighted_sampling,
         "errors": results, "env_steps_per_s": speed,
     }
     if json_path is not None:
