@@ -221,7 +221,7 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
     from adept_env.envs.model_store import load_or_train
 
     budget = QUICK if quick else FULL
-    console = Console()
+    console = Console(width=max(Console().width, 170))  # the error table is wide
     t = get_task(task)
     console.print(f"CPU: {cpu_model()}  date: {_dt.date.today()}  mode: {'quick' if quick else 'full'}")
     if budget.dataset_steps is None:
