@@ -50,6 +50,9 @@ class Budget:
     speed_seconds: float
 
 
+ERROR_KEYS = ("one_step", "five_step", "branched_one_step", "branched_five_step")
+"""Errors reported per model: on-policy and branched, one-step and 5-step (``<key>_nmse``)."""
+
 QUICK = Budget(dataset_steps=50_000, profile="quick", eval_steps=4_000, refit_steps=1_000, speed_seconds=2.0)
 FULL = Budget(dataset_steps=None, profile="default", eval_steps=20_000, refit_steps=2_000, speed_seconds=5.0)
 
@@ -63,8 +66,8 @@ class _SB3Acting:
         self.model, self._log_prob = model, log_prob
 
     def act(self, observation: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-        action, _ = self.model.predict(observation, deterministic=False)
-        return action.astype(np.float32), float(self._log_prob(observation[None], action[None])[0])
+        actions, log_probs = self.sample(observation[None], rng)
+        return actions[0], float(log_probs[0])
 
     def sample(self, observations: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         actions, _ = self.model.predict(observations, deterministic=False)
@@ -267,13 +270,12 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
     table = Table("model", "on-policy 1-step", "on-policy 5-step", "reward MAE", "branched 1-step",
                   "branched 5-step", "reduction (on-policy 1 / 5, branched 1 / 5)")
     for label, row in results.items():
-        for key in ("one_step", "five_step", "branched_one_step", "branched_five_step"):
+        for key in ERROR_KEYS:
             row[f"{key}_reduction"] = 1 - row[f"{key}_nmse"] / before[f"{key}_nmse"]
         table.add_row(label, f"{row['one_step_nmse']:.4f}", f"{row['five_step_nmse']:.4f}",
                       f"{row['reward_mae']:.4f}", f"{row['branched_one_step_nmse']:.4f}",
                       f"{row['branched_five_step_nmse']:.4f}",
-                      " / ".join(f"{row[f'{k}_reduction']:+.1%}" for k in
-                                 ("one_step", "five_step", "branched_one_step", "branched_five_step")))
+                      " / ".join(f"{row[f'{k}_reduction']:+.1%}" for k in ERROR_KEYS))
     console.print(f"target policy: {description}; {len(pairs)} real pairs, {len(segments)} 5-step segments; "
                   f"branched: {branched.actions.shape[1]} dataset states x {branched.actions.shape[0]} steps")
     console.print(f"importance weights: ESS {iw.effective_sample_size:.0f} of {len(dataset)} "

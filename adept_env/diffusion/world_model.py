@@ -310,8 +310,7 @@ class WorldModel:
         best_state = copy.deepcopy(nets.state_dict())
         if refit:  # the starting weights compete too: a refit never hands back a worse model
             report.best_val_loss = self._val_loss(val)
-        resample = weights is not None and cfg.weighted_sampling
-        draw = weighted_sampler(train["weight"]) if resample else None
+        draw = weighted_sampler(train["weight"]) if weights is not None and cfg.weighted_sampling else None
         if draw is not None:  # rows come in proportion to their weights; each then counts once
             train["weight"] = torch.ones_like(train["weight"])
         since_best, running, running_n = 0, 0.0, 0
