@@ -279,16 +279,22 @@ def bench_refit(
     quick: Annotated[bool, typer.Option("--quick", help="Small data and budget (about two minutes).")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
     task: Annotated[str, typer.Option(help="halfcheetah, hopper or walker2d.")] = "halfcheetah",
-    policy: Annotated[
-        str | None, typer.Option(help="Target-policy snapshot stem (default: the shipped medium actor).")
-    ] = None,
+    dataset: Annotated[str, typer.Option(
+        help="Dataset quality: random, medium, medium-replay, medium-expert or expert.")] = "random",
+    policy: Annotated[str | None, typer.Option(
+        help="Target policy: medium or expert (shipped actors) or a snapshot stem "
+             "(default: medium on random data, expert otherwise).")] = None,
     ablation: Annotated[bool, typer.Option(
         "--ablation", help="Also refit with loss-multiplied weights and/or the fresh-fit learning rate.")] = False,
 ) -> None:
     """World-model error on a target policy's real transitions before/after IS and unweighted refits."""
     from adept_env.benchmarks.refit import run
+    from adept_env.tasks import DATASET_QUALITIES
 
-    run(quick=quick, json_path=json_path, task=task, policy_path=policy, ablation=ablation)
+    if dataset not in DATASET_QUALITIES:
+        raise typer.BadParameter(f"unknown dataset quality {dataset!r}; choose from {list(DATASET_QUALITIES)}",
+                                 param_hint="--dataset")
+    run(quick=quick, json_path=json_path, task=task, policy_path=policy, ablation=ablation, quality=dataset)
 
 
 @app.command("serve")

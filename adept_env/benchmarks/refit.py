@@ -1,9 +1,9 @@
 """The ADEPT claim, measured with the real simulator: an importance-sampled refit makes the world
 model more accurate on the target policy's state-action distribution than an unweighted refit.
 
-Protocol: fit a world model on a uniform-action dataset; take a target policy that differs from
-the behaviour policy; measure the model's one-step and 5-step open-loop errors on two
-distributions of that policy, with the simulator as ground truth:
+Protocol: fit a world model on a dataset (default TASK-random, uniform actions); take a target
+policy that differs from the behaviour policy; measure the model's one-step and 5-step open-loop
+errors on two distributions of that policy, with the simulator as ground truth:
 
 * on-policy: the policy's own real trajectories from the simulator's initial states;
 * branched: the policy's actions from dataset states, stepped 5 times in the simulator. This is
@@ -13,6 +13,11 @@ distributions of that policy, with the simulator as ground truth:
 
 Then refit copies of the model for the same number of steps with importance weights and with
 uniform weights, and measure again. Also env steps/s.
+
+On uniform-action data the target's states are not in the data, so no reweighting of its rows
+can reach them; ``--dataset medium-expert`` (half medium, half expert actor) with the expert
+actor as the target is the case the weights are made for: the target's states are in the data,
+mixed with another policy's.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ class Budget:
     """Sizes of one benchmark run."""
 
     dataset_steps: int | None
-    """Uniform-action transitions (None: the full cached TASK-random dataset)."""
+    """Transitions generated for the run (None: the full cached TASK-DATASET)."""
     profile: str
     eval_steps: int
     refit_steps: int
@@ -78,18 +83,32 @@ class _SB3Acting:
         return "sb3"
 
 
+SHIPPED_TARGETS = ("medium", "expert")
+
+
+def default_target(quality: str) -> str:
+    """The shipped actor used as the target on a ``quality`` dataset: one its behaviour is not."""
+    return "medium" if quality == "random" else "expert"
+
+
 def _target_policy(task_name: str, policy_path: str | None, dataset: OfflineDataset, model: Any,
                    console: Console) -> tuple[Any, str]:
-    """Return (acting policy with log_prob, description); see the module doc for the order."""
+    """Return (acting policy with log_prob, description).
+
+    ``policy_path``: "medium" or "expert" (a shipped actor), or an actor snapshot stem. Without a
+    shipped actor, a SAC agent trained briefly against the world model itself.
+    """
     from adept_env.data.behavior import load_actor, shipped_actor
 
-    if policy_path is not None:
+    if policy_path is not None and policy_path not in SHIPPED_TARGETS:
         return load_actor(policy_path), f"snapshot {policy_path}"
+    quality = policy_path or "medium"
     try:
-        actor = shipped_actor(task_name, "medium")
-        return actor, f"shipped {task_name}-medium SAC actor"
+        actor = shipped_actor(task_name, quality)
+        return actor, f"shipped {task_name}-{quality} SAC actor"
     except FileNotFoundError:
-        pass
+        if policy_path is not None:
+            raise
     # No snapshot: a SAC agent trained briefly against the world model itself (the ADEPT setting).
     from stable_baselines3 import SAC
 
@@ -219,20 +238,28 @@ def _speed(model: Any, dataset: OfflineDataset, seconds: float) -> dict[str, flo
 
 
 def run(quick: bool = False, json_path: Path | None = None, task: str = "halfcheetah",
-        policy_path: str | None = None, seed: int = 0, ablation: bool = False) -> dict[str, Any]:
-    """Run the benchmark; print a table and the summary lines; return the figures."""
+        policy_path: str | None = None, seed: int = 0, ablation: bool = False,
+        quality: str = "random") -> dict[str, Any]:
+    """Run the benchmark on TASK-``quality``; print a table and the summary lines; return the figures.
+
+    ``policy_path``: "medium", "expert" (shipped actors) or a snapshot stem; default
+    :func:`default_target` of ``quality``.
+    """
     from adept_env.envs.model_store import load_or_train
 
     budget = QUICK if quick else FULL
     console = Console(width=max(Console().width, 170))  # the error table is wide
     t = get_task(task)
     console.print(f"CPU: {cpu_model()}  date: {_dt.date.today()}  mode: {'quick' if quick else 'full'}")
+    name = f"{task}-{quality}"
+    if policy_path is None:
+        policy_path = default_target(quality)
     if budget.dataset_steps is None:
-        dataset = load_dataset(f"{task}-random")
+        dataset = load_dataset(name)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            path = make_dataset(f"{task}-random", steps=budget.dataset_steps, seed=seed,
-                                out=Path(tmp) / "data.hdf5", progress=False)
+            path = make_dataset(name, steps=budget.dataset_steps, seed=seed, out=Path(tmp) / "data.hdf5",
+                                progress=False)
             dataset = load_dataset(path)
     start = time.perf_counter()
     model = load_or_train(dataset, budget.profile, progress=True, seed=seed)
@@ -287,7 +314,7 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
         speed_table.add_row(label, f"{value:.0f}")
     console.print(speed_table)
     report = {
-        "cpu": cpu_model(), "date": str(_dt.date.today()), "quick": quick, "task": task,
+        "cpu": cpu_model(), "date": str(_dt.date.today()), "quick": quick, "task": task, "dataset": name,
         "dataset_size": len(dataset), "profile": budget.profile, "target_policy": description,
         "ess": iw.effective_sample_size, "ess_fraction": iw.ess_fraction, "refit_steps": budget.refit_steps,
         "refit_learning_rate": model.config.refit_learning_rate, "weighted_sampling": model.config.weighted_sampling,

@@ -48,3 +48,21 @@ def test_branched_rollouts_follow_the_simulator_and_score_a_perfect_model_zero(s
         assert perfect["branched_five_step_nmse"] < 1e-6
         biased = _branched_errors(_OracleModel(name, bias=0.1), branched, scale)
         assert biased["branched_one_step_nmse"] > 0.005
+
+
+def test_target_policy_is_one_the_behaviour_is_not_and_bad_names_are_refused(small_datasets) -> None:
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from adept_env.benchmarks.refit import _target_policy, default_target
+    from adept_env.cli import app
+
+    assert default_target("random") == "medium"
+    assert all(default_target(q) == "expert" for q in ("medium", "medium-replay", "medium-expert"))
+    dataset = load_dataset(small_datasets["halfcheetah"])
+    actor, description = _target_policy("halfcheetah", "expert", dataset, None, Console())
+    assert "halfcheetah-expert" in description
+    assert actor.log_prob(dataset.observations[:4], dataset.actions[:4]).shape == (4,)
+    result = CliRunner().invoke(app, ["bench", "refit", "--quick", "--dataset", "mediocre"])
+    assert result.exit_code != 0
+    assert "mediocre" in result.output and "medium-expert" in result.output
