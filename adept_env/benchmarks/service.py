@@ -1,5 +1,6 @@
 """The world-model service's cost: steps/s over gRPC and HTTP beside in-process stepping, the
-round-trip overhead at batch 1, a bounded load test of concurrent clients, and step latency
+round-trip overhead at batch 1 (beside a health check on the same channel: the transport's
+floor), a bounded load test of concurrent clients, and step latency
 while a refit runs.
 
 Protocol: one dataset and world model (quick: a 20k-step halfcheetah-random dataset and the
@@ -208,6 +209,25 @@ def _remote_stepper(client: Any, batch: int):
     return (lambda: session.step(actions, autoreset="same_step")), session
 
 
+def _floor_callers(grpc_client: Any, http_client: Any) -> dict[str, Any]:
+    """Calls that cross the same channels to the same server but do no model work: the transport floor.
+
+    gRPC: ``grpc.health.v1.Health/Check``; HTTP: ``GET /health``.
+    """
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(grpc_client.channel)
+    request = health_pb2.HealthCheckRequest()
+
+    def grpc_health() -> None:
+        stub.Check(request, timeout=60)
+
+    def http_health() -> None:
+        http_client.http.get("/health").raise_for_status()
+
+    return {"grpc_health": grpc_health, "http_health": http_health}
+
+
 def _load_test(target: str, budget: Budget) -> dict[str, Any]:
     """``load_clients`` threads, each with its own gRPC client and session, ``load_steps`` steps each."""
     from adept_client import GrpcClient, RetryPolicy
@@ -315,7 +335,9 @@ def run(quick: bool = False, json_path: Path | None = None) -> dict[str, Any]:
             grpc_step, grpc_session = _remote_stepper(grpc_client, 1)
             http_step, http_session = _remote_stepper(http_client, 1)
             latencies = _interleaved_latencies_ms({"in_process": _in_process_stepper(model, dataset, 1),
-                                                   "grpc": grpc_step, "http": http_step}, budget.latency_calls)
+                                                   "grpc": grpc_step, "http": http_step,
+                                                   **_floor_callers(grpc_client, http_client)},
+                                                  budget.latency_calls)
             grpc_session.close()
             http_session.close()
             overhead = {}
@@ -333,6 +355,9 @@ def run(quick: bool = False, json_path: Path | None = None) -> dict[str, Any]:
             for name in ("grpc", "http"):
                 table.add_row(name, *(f"{overhead[f'{name}_{k}']:.3f}" for k in
                                       ("p50_ms", "p99_ms", "p50_overhead_ms", "p99_overhead_ms")))
+            for name, label in (("grpc_health", "gRPC Health/Check (no model: the floor)"),
+                                ("http_health", "HTTP GET /health (no model: the floor)")):
+                table.add_row(label, f"{overhead[f'{name}_p50_ms']:.3f}", f"{overhead[f'{name}_p99_ms']:.3f}", "", "")
             console.print(table)
             grpc_client.close()
             http_client.close()
@@ -363,6 +388,8 @@ def run(quick: bool = False, json_path: Path | None = None) -> dict[str, Any]:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
     console.print(f"server exit code after SIGTERM: {figures['server_exit_code']}")
+    console.print(f"gRPC health check p50 {figures['overhead_b1']['grpc_health_p50_ms']:.3f} ms, HTTP "
+                  f"{figures['overhead_b1']['http_health_p50_ms']:.3f} ms (the transport floor)")
     print(f"grpc_ratio_b256={b256['grpc_ratio']:.3f}")
     print(f"http_ratio_b256={b256['http_ratio']:.3f}")
     print(f"grpc_p50_overhead_ms_b1={figures['overhead_b1']['grpc_p50_overhead_ms']:.3f}")
