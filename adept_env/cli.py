@@ -286,6 +286,8 @@ def bench_refit(
              "(default: medium on random data, expert otherwise).")] = None,
     ablation: Annotated[bool, typer.Option(
         "--ablation", help="Also refit with loss-multiplied weights and/or the fresh-fit learning rate.")] = False,
+    refit_steps: Annotated[int | None, typer.Option(
+        help="Gradient steps of each refit (default: 1,000 quick, 2,000 full).", min=1)] = None,
 ) -> None:
     """World-model error on a target policy's real transitions before/after IS and unweighted refits."""
     from adept_env.benchmarks.refit import run
@@ -294,7 +296,8 @@ def bench_refit(
     if dataset not in DATASET_QUALITIES:
         raise typer.BadParameter(f"unknown dataset quality {dataset!r}; choose from {list(DATASET_QUALITIES)}",
                                  param_hint="--dataset")
-    run(quick=quick, json_path=json_path, task=task, policy_path=policy, ablation=ablation, quality=dataset)
+    run(quick=quick, json_path=json_path, task=task, policy_path=policy, ablation=ablation, quality=dataset,
+        refit_steps=refit_steps)
 
 
 @app.command("serve")

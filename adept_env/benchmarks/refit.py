@@ -239,7 +239,7 @@ def _speed(model: Any, dataset: OfflineDataset, seconds: float) -> dict[str, flo
 
 def run(quick: bool = False, json_path: Path | None = None, task: str = "halfcheetah",
         policy_path: str | None = None, seed: int = 0, ablation: bool = False,
-        quality: str = "random") -> dict[str, Any]:
+        quality: str = "random", refit_steps: int | None = None) -> dict[str, Any]:
     """Run the benchmark on TASK-``quality``; print a table and the summary lines; return the figures.
 
     ``policy_path``: "medium", "expert" (shipped actors) or a snapshot stem; default
@@ -248,6 +248,10 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
     from adept_env.envs.model_store import load_or_train
 
     budget = QUICK if quick else FULL
+    if refit_steps is not None:
+        if refit_steps < 1:
+            raise ValueError(f"refit_steps must be at least 1, got {refit_steps}")
+        budget = dataclasses.replace(budget, refit_steps=refit_steps)
     console = Console(width=max(Console().width, 170))  # the error table is wide
     t = get_task(task)
     console.print(f"CPU: {cpu_model()}  date: {_dt.date.today()}  mode: {'quick' if quick else 'full'}")
