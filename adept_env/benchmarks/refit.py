@@ -92,20 +92,21 @@ def default_target(quality: str) -> str:
 
 
 def _target_policy(task_name: str, policy_path: str | None, dataset: OfflineDataset, model: Any,
-                   console: Console) -> tuple[Any, str]:
+                   console: Console, quality: str = "random") -> tuple[Any, str]:
     """Return (acting policy with log_prob, description).
 
-    ``policy_path``: "medium" or "expert" (a shipped actor), or an actor snapshot stem. Without a
-    shipped actor, a SAC agent trained briefly against the world model itself.
+    ``policy_path``: "medium" or "expert" (a shipped actor), or an actor snapshot stem; None:
+    :func:`default_target` of the dataset's ``quality``, or, when this version ships no such
+    actor, a SAC agent trained briefly against the world model itself.
     """
     from adept_env.data.behavior import load_actor, shipped_actor
 
     if policy_path is not None and policy_path not in SHIPPED_TARGETS:
         return load_actor(policy_path), f"snapshot {policy_path}"
-    quality = policy_path or "medium"
+    actor_quality = policy_path or default_target(quality)
     try:
-        actor = shipped_actor(task_name, quality)
-        return actor, f"shipped {task_name}-{quality} SAC actor"
+        actor = shipped_actor(task_name, actor_quality)
+        return actor, f"shipped {task_name}-{actor_quality} SAC actor"
     except FileNotFoundError:
         if policy_path is not None:
             raise
@@ -256,8 +257,6 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
     t = get_task(task)
     console.print(f"CPU: {cpu_model()}  date: {_dt.date.today()}  mode: {'quick' if quick else 'full'}")
     name = f"{task}-{quality}"
-    if policy_path is None:
-        policy_path = default_target(quality)
     if budget.dataset_steps is None:
         dataset = load_dataset(name)
     else:
@@ -268,7 +267,7 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
     start = time.perf_counter()
     model = load_or_train(dataset, budget.profile, progress=True, seed=seed)
     console.print(f"world model ready ({budget.profile} profile, {time.perf_counter() - start:.0f} s)")
-    policy, description = _target_policy(task, policy_path, dataset, model, console)
+    policy, description = _target_policy(task, policy_path, dataset, model, console, quality)
     arrays = collect(t, policy, budget.eval_steps, seed=seed + 1, progress=False)
     pairs = from_d4rl_arrays(arrays, t, name="target-policy pairs")
     segments = _segments(pairs)
