@@ -320,6 +320,7 @@ def serve_command(
     idle_timeout: Annotated[float, typer.Option(help="Seconds before an idle session is closed.", min=1)] = 900.0,
     preload: Annotated[bool, typer.Option(help="Load every served env's dataset and model at start-up.")] = False,
     torch_threads: Annotated[int | None, typer.Option(help="torch intra-op threads.", min=1)] = None,
+    cpus: Annotated[str | None, typer.Option(help="Pin the server to these CPUs, e.g. 1 or 0-3 (Linux).")] = None,
     progress: Annotated[bool, typer.Option(help="Progress bars while generating/training on first use.")] = False,
 ) -> None:
     """Serve world-model sessions over gRPC and HTTP in one process (ADEPT_API_TOKEN: bearer tokens)."""
@@ -330,12 +331,20 @@ def serve_command(
     per_env = {k: str(v) for k, v in {"model_path": model_path, "dataset_path": dataset_path}.items() if v}
     if per_env and len(env or []) != 1:
         _fail("--model-path/--dataset-path need exactly one --env")
+    pinned = None
+    if cpus is not None:
+        from server.affinity import parse_cpus
+
+        try:
+            pinned = parse_cpus(cpus)
+        except ValueError as exc:
+            _fail(str(exc))
     config = ServerConfig(
         host=host, grpc_port=None if grpc_port < 0 else grpc_port, http_port=None if http_port < 0 else http_port,
         state_dir=state_dir, env_ids=tuple(env) if env else None, default_settings=settings,
         env_settings={env[0]: per_env} if per_env else {}, max_sessions=max_sessions, max_num_envs=max_num_envs,
         max_message_bytes=max_message_mb * MIB, idle_timeout_s=idle_timeout, preload=preload,
-        torch_threads=torch_threads, progress=progress,
+        torch_threads=torch_threads, cpus=pinned, progress=progress,
     ).with_environ()
     try:
         serve(config)
@@ -347,11 +356,13 @@ def serve_command(
 def bench_service(
     quick: Annotated[bool, typer.Option("--quick", help="Small model and fewer steps (a few minutes).")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
+    pin: Annotated[bool, typer.Option(help="Server on the upper half of the CPUs, clients on the lower half.")]
+    = True,
 ) -> None:
     """Steps/s over gRPC and HTTP vs in-process, round-trip overhead, a load test, latency during a refit."""
     from adept_env.benchmarks.service import run
 
-    run(quick=quick, json_path=json_path)
+    run(quick=quick, json_path=json_path, pin=pin)
 
 
 def _print_summary(summary: dict) -> None:

@@ -57,6 +57,8 @@ class ServerConfig:
     """Threads serving gRPC calls."""
     torch_threads: int | None = None
     """torch intra-op threads in the server process; None: leave torch's default."""
+    cpus: tuple[int, ...] | None = None
+    """CPUs the whole server process is pinned to (Linux); None: every CPU it may use."""
     preload: bool = False
     """Load every served environment's dataset and model at start-up (else on first use)."""
     progress: bool = False

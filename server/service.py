@@ -39,6 +39,10 @@ class WorldModelServer:
 
     def start(self, timeout: float = 30.0) -> WorldModelServer:
         """Bind and start both front-ends (ports 0 pick free ones); return self once they accept calls."""
+        if self.config.cpus:
+            from server.affinity import pin_process
+
+            pin_process(self.config.cpus)
         if self.config.torch_threads:
             import torch
 

@@ -88,10 +88,12 @@ def _prepare(budget: Budget, workdir: Path, console: Console) -> tuple[Path, Pat
 class ServerProcess:
     """``python -m server`` on loopback with free ports; ``peak_rss_mib`` reads its high-water mark."""
 
-    def __init__(self, model: Path, dataset: Path, state: Path) -> None:
+    def __init__(self, model: Path, dataset: Path, state: Path, cpus: list[int] | None = None) -> None:
         command = [sys.executable, "-m", "server", "--grpc-port", "0", "--http-port", "0", "--env", ENV_ID,
                    "--model-path", str(model), "--dataset-path", str(dataset), "--state-dir", str(state),
                    "--torch-threads", "1", "--preload", "--max-sessions", "256"]
+        if cpus:
+            command += ["--cpus", ",".join(map(str, cpus))]
         env = {**os.environ, "CI": "true", "ADEPT_API_TOKEN": ""}
         root = Path(__file__).resolve().parents[2]
         self.process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
@@ -296,19 +298,54 @@ def _refit_latency(target: str, budget: Budget) -> dict[str, Any]:
             "refit_steps": budget.refit_steps}
 
 
-def run(quick: bool = False, json_path: Path | None = None) -> dict[str, Any]:
-    """Run every measurement, print tables and the summary lines; return the figures."""
+def run(quick: bool = False, json_path: Path | None = None, pin: bool = True) -> dict[str, Any]:
+    """Run every measurement, print tables and the summary lines; return the figures.
+
+    ``pin``: with two or more CPUs, the server runs on the upper half of them and this process
+    (the clients and the in-process baseline) on the lower half, as a deployment would give the
+    server its own cores; without it both float over every CPU.
+    """
     import torch
     from adept_client import GrpcClient, HttpClient
+
+    from server.affinity import available_cpus, split_cpus
 
     torch.set_num_threads(1)
     console = Console()
     budget = QUICK if quick else FULL
-    console.print(f"CPU: {cpu_model()}; budget: {'quick' if quick else 'full'}")
-    figures: dict[str, Any] = {"date": _dt.date.today().isoformat(), "cpu": cpu_model(), "budget": asdict(budget)}
+    halves = split_cpus(available_cpus()) if pin else None
+    console.print(f"CPU: {cpu_model()}; budget: {'quick' if quick else 'full'}; "
+                  + (f"client CPUs {halves[0]}, server CPUs {halves[1]}" if halves else "no CPU pinning"))
+    figures: dict[str, Any] = {"date": _dt.date.today().isoformat(), "cpu": cpu_model(), "budget": asdict(budget),
+                               "client_cpus": halves[0] if halves else None,
+                               "server_cpus": halves[1] if halves else None}
+    _measure(budget, console, figures, GrpcClient, HttpClient, halves)
+    b256 = next(r for r in figures["throughput"] if r["batch"] == 256)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+    console.print(f"server exit code after SIGTERM: {figures['server_exit_code']}")
+    console.print(f"gRPC health check p50 {figures['overhead_b1']['grpc_health_p50_ms']:.3f} ms, HTTP "
+                  f"{figures['overhead_b1']['http_health_p50_ms']:.3f} ms (the transport floor)")
+    print(f"grpc_ratio_b256={b256['grpc_ratio']:.3f}")
+    print(f"http_ratio_b256={b256['http_ratio']:.3f}")
+    print(f"grpc_p50_overhead_ms_b1={figures['overhead_b1']['grpc_p50_overhead_ms']:.3f}")
+    return figures
+
+
+def _measure(budget: Budget, console: Console, figures: dict[str, Any], GrpcClient: Any, HttpClient: Any,
+             halves: tuple[list[int], list[int]] | None) -> None:
+    """Start a server, take every measurement into ``figures``, stop it.
+
+    ``halves``: (client CPUs, server CPUs); this process is pinned only after the server has
+    started, since a child inherits its parent's affinity.
+    """
+    from server.affinity import pin_process
+
     with tempfile.TemporaryDirectory(prefix="adept-bench-service-") as tmp:
         dataset, model = _prepare(budget, Path(tmp), console)
-        server = ServerProcess(model, dataset, Path(tmp) / "state")
+        server = ServerProcess(model, dataset, Path(tmp) / "state", halves[1] if halves else None)
+        restore = pin_process(halves[0]) if halves else None
         try:
             grpc_client = GrpcClient(server.grpc, token="", timeout_s=60)
             http_client = HttpClient(server.http, token="", timeout_s=60)
@@ -383,14 +420,5 @@ def run(quick: bool = False, json_path: Path | None = None) -> dict[str, Any]:
             figures["server_peak_rss_mib"] = server.peak_rss_mib()
         finally:
             figures["server_exit_code"] = server.stop()
-    b256 = next(r for r in figures["throughput"] if r["batch"] == 256)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(figures, indent=2) + "\n")
-    console.print(f"server exit code after SIGTERM: {figures['server_exit_code']}")
-    console.print(f"gRPC health check p50 {figures['overhead_b1']['grpc_health_p50_ms']:.3f} ms, HTTP "
-                  f"{figures['overhead_b1']['http_health_p50_ms']:.3f} ms (the transport floor)")
-    print(f"grpc_ratio_b256={b256['grpc_ratio']:.3f}")
-    print(f"http_ratio_b256={b256['http_ratio']:.3f}")
-    print(f"grpc_p50_overhead_ms_b1={figures['overhead_b1']['grpc_p50_overhead_ms']:.3f}")
-    return figures
+            if restore is not None:
+                pin_process(restore)
