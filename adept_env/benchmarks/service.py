@@ -225,7 +225,9 @@ def _floor_callers(grpc_client: Any, http_client: Any) -> dict[str, Any]:
         stub.Check(request, timeout=60)
 
     def http_health() -> None:
-        http_client.http.get("/health").raise_for_status()
+        status, body = http_client.get("/health")
+        if status != 200:
+            raise RuntimeError(f"GET /health answered {status}: {body[:200]!r}")
 
     return {"grpc_health": grpc_health, "http_health": http_health}
 

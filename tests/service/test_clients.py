@@ -100,3 +100,24 @@ def test_idle_sessions_expire_with_a_clear_error(live_server, client) -> None:
     assert core.expire_idle() >= 1
     with pytest.raises(SessionNotFoundError, match="expired"):
         session.step(np.zeros((1, 6), np.float32))
+
+
+def test_http_deadline_is_a_deadline_error_not_a_hang() -> None:
+    from adept_client.errors import DeadlineExceededError
+
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        client = HttpClient(f"http://127.0.0.1:{port}", token="", timeout_s=0.3,
+                            retry=RetryPolicy(attempts=1, initial_s=0.01, max_s=0.01))
+        start = time.monotonic()
+        with pytest.raises(DeadlineExceededError, match="ListEnvironments did not finish within 0.3 s"):
+            client.list_environments()
+        assert time.monotonic() - start < 5.0
+        client.close()
+
+
+def test_http_client_refuses_a_base_url_without_a_scheme() -> None:
+    with pytest.raises(ValueError, match="http:// or https://"):
+        HttpClient("localhost:8000")
