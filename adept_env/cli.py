@@ -199,6 +199,9 @@ def train_command(
     penalty: Annotated[float, typer.Option(help="Uncertainty penalty lambda.")] = 1.0,
     no_penalty: Annotated[bool, typer.Option("--no-penalty", help="Ablation: no uncertainty penalty.")] = False,
     refit_every: Annotated[int, typer.Option(help="Updates between IS refits (adept-*).", min=1)] = 20_000,
+    policy_average: Annotated[float, typer.Option(
+        help="SAC variants: evaluate and save a moving average of the actor, updated by this fraction per update "
+             "(e.g. 0.001); 0: off.")] = 0.0,
     profile: Annotated[str, typer.Option(help="World-model profile: default or quick.")] = "default",
     dataset_steps: Annotated[
         int | None, typer.Option(help="Generate (and cache) a random dataset of this many steps instead of 1M.")
@@ -223,7 +226,8 @@ def train_command(
     try:
         config = TrainConfig(algo=algo, updates=budget, seed=seed, eval_every=min(eval_every, budget),
                              eval_episodes=eval_episodes, real_ratio=real_ratio, penalty=penalty,
-                             use_penalty=not no_penalty, refit_every=refit_every, profile=profile)
+                             use_penalty=not no_penalty, refit_every=refit_every, profile=profile,
+                             policy_average=policy_average)
         if dataset_steps is not None:
             from adept_env.data.dataset import default_path
             from adept_env.data.generate import make_dataset

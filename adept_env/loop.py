@@ -59,6 +59,11 @@ class TrainConfig:
     """Gradient steps of each refit (None: the world model's default)."""
     sac_envs: int = 8
     """Parallel world-model episodes of the SAC variants."""
+    policy_average: float = 0.0
+    """SAC variants: when > 0, also keep an exponential moving average of the actor's weights,
+    updated by this fraction after every gradient update (time constant 1 / rate updates);
+    evaluations and the saved policy then use the average, and each curve row also reports the
+    raw actor's score (``raw_score_mean``). 0: off."""
     eval_every: int = 10_000
     """Updates between real-simulator evaluations (and checkpoints)."""
     eval_episodes: int = 5
@@ -75,6 +80,10 @@ class TrainConfig:
             raise unknown_name("algorithm", self.algo, ALGOS)
         if not 0.0 <= self.real_ratio <= 1.0:
             raise ValueError(f"real_ratio must be in [0, 1], got {self.real_ratio}")
+        if not 0.0 <= self.policy_average < 1.0:
+            raise ValueError(f"policy_average must be in [0, 1), got {self.policy_average}")
+        if self.policy_average and not self.algo.endswith("sac"):
+            raise ValueError(f"policy_average applies to the SAC variants, not {self.algo}")
         for name in ("updates", "batch_size", "rollout_every", "rollout_batch", "horizon", "eval_every",
                      "eval_episodes", "refit_every", "sac_envs"):
             if getattr(self, name) < 1:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from safetensors.torch import load_file, save_file
 from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import ReplayBuffer
@@ -38,6 +41,42 @@ def _dataset_buffer(dataset: OfflineDataset, model: SAC) -> ReplayBuffer:
     buffer.dones[:n, 0] = dataset.terminals
     buffer.pos, buffer.full = 0, True
     return buffer
+
+
+class ActorAverage(BaseCallback):
+    """An exponential moving average of an SB3 SAC actor's weights, one update per gradient step.
+
+    ``act`` is the averaged actor's deterministic action (env units), for ``evaluate``.
+    """
+
+    def __init__(self, model: SAC, rate: float, state: dict[str, torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.rate = rate
+        self.average = copy.deepcopy(model.actor).eval()
+        if state is not None:
+            self.average.load_state_dict(state)
+        self._source = list(model.actor.parameters())
+        self._target = list(self.average.parameters())
+        self._low, self._high = model.action_space.low, model.action_space.high
+
+    def update(self, steps: int = 1) -> None:
+        """Move the average towards the actor as ``steps`` single-step updates would (approximately)."""
+        rate = 1.0 - (1.0 - self.rate) ** steps
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target, [p.detach() for p in self._source], rate)
+
+    def _on_step(self) -> bool:
+        self.update()
+        return True
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            squashed = self.average(torch.as_tensor(observation[None], dtype=torch.float32), deterministic=True)
+        squashed = squashed[0].numpy()
+        return self._low + 0.5 * (squashed + 1.0) * (self._high - self._low)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous() for k, v in self.average.state_dict().items()}
 
 
 class _Evaluate(BaseCallback):
@@ -87,17 +126,33 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         model.set_logger(configure(None, []))
     if start:
         model.policy.load_state_dict(load_file(str(checkpoint)))
+    average_file = run_dir / "policy_average.safetensors"
+    average = None
+    if config.policy_average:
+        saved = load_file(str(average_file)) if start and average_file.exists() else None
+        average = ActorAverage(model, config.policy_average, saved)
 
     def checkpoint_and_eval(updates: int) -> None:
         total = start + updates
         final = total >= config.updates
         episodes = max(config.eval_episodes, 10) if final else config.eval_episodes
-        result = evaluate(model, dataset.task, episodes=episodes, seed=config.seed * 1000 + total)
-        extra = {"model_version": core.model_version if core else 0, "seconds": time.perf_counter() - started}
+        seed = config.seed * 1000 + total
+        extra = {"model_version": core.model_version if core else 0}
+        if average is not None:  # the average is what counts; the raw actor's score is kept beside it
+            raw = evaluate(model, dataset.task, episodes=episodes, seed=seed)
+            extra.update(raw_score_mean=raw.score_mean, raw_score_std=raw.score_std)
+            result = evaluate(average.act, dataset.task, episodes=episodes, seed=seed)
+            log.scalars({"eval/raw_normalized_score": raw.score_mean}, total)
+        else:
+            result = evaluate(model, dataset.task, episodes=episodes, seed=seed)
+        extra["seconds"] = time.perf_counter() - started
         log.evaluation(total, result, extra)
         if on_eval:
             on_eval(log.curve[-1])
         _save_policy(model, checkpoint)
+        if average is not None:
+            with atomic_path(average_file) as tmp:
+                save_file(average.state_dict(), str(tmp))
         if core is not None and core.model_version > 0:
             core.model.save(run_dir / "world_model")
         log.save_progress({"update": total, "algo": config.algo})
@@ -105,7 +160,8 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
 
     remaining = config.updates - start
     if remaining > 0 and core is not None:
-        callbacks = [_Evaluate(checkpoint_and_eval, config.eval_every, config.sac_envs)]
+        callbacks = [] if average is None else [average]  # before _Evaluate: it sees the latest update
+        callbacks.append(_Evaluate(checkpoint_and_eval, config.eval_every, config.sac_envs))
         if config.refits:
             callbacks.append(PolicySync(every=config.refit_every * config.sac_envs, refit=True))
         model.learn(remaining * config.sac_envs, callback=callbacks, progress_bar=False)
@@ -117,14 +173,18 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         done = 0
         while done < remaining:
             chunk = min(config.eval_every - (start + done) % config.eval_every, remaining - done)
+            if average is not None:  # average every 100 updates (train() has a per-call cost)
+                chunk = min(chunk, 100)
             model.train(gradient_steps=chunk, batch_size=config.batch_size)
+            if average is not None:
+                average.update(chunk)
             done += chunk
             bar.update(chunk)
             if (start + done) % config.eval_every == 0 or done == remaining:
                 checkpoint_and_eval(done)
         bar.close()
-    final = getattr(checkpoint_and_eval, "last", None) or evaluate(model, dataset.task,
-                                                                   max(config.eval_episodes, 10), seed=config.seed)
+    final = getattr(checkpoint_and_eval, "last", None) or evaluate(
+        model if average is None else average.act, dataset.task, max(config.eval_episodes, 10), seed=config.seed)
     log.writer.close()
     return TrainResult(log.curve, final, run_dir, model)
 

@@ -116,7 +116,46 @@ def test_diff_sac_runs_against_the_world_model(small_datasets: dict[str, Path], 
                                                tmp_path: Path) -> None:
     dataset = load_dataset(small_datasets["halfcheetah"])
     config = TrainConfig(algo="adept-sac", updates=150, batch_size=64, sac_envs=4, eval_every=150,
-                         eval_episodes=1, refit_every=60, refit_steps=10, profile="quick")
+                         eval_episodes=1, refit_every=60, refit_steps=10, profile="quick", policy_average=0.01)
     result = train(dataset, config, _run_dir(tmp_path, quick_model_path), progress=False)
     assert result.curve[-1]["update"] == 150
     assert result.curve[-1]["model_version"] >= 1
+    assert np.isfinite(result.curve[-1]["raw_score_mean"])  # the averaged actor is scored, the raw one beside it
+
+
+def test_actor_average_is_an_exponential_moving_average(small_datasets: dict[str, Path]) -> None:
+    from stable_baselines3 import SAC
+
+    from adept_env.loop_sac import ActorAverage
+    from adept_env.sim import make_real_env
+
+    model = SAC("MlpPolicy", make_real_env("Hopper-v5"), seed=0, device="cpu")
+    average = ActorAverage(model, rate=0.1)
+    start = [p.detach().clone() for p in average.average.parameters()]
+    with torch.no_grad():
+        for p in model.actor.parameters():
+            p.add_(1.0)
+    average.update()
+    for before, now in zip(start, average.average.parameters(), strict=True):
+        torch.testing.assert_close(now, before + 0.1)  # 10% of the way to actor = before + 1
+    average.update(steps=3)  # as three single updates towards the same actor
+    for before, now in zip(start, average.average.parameters(), strict=True):
+        torch.testing.assert_close(now, before + 1.0 - 0.9**4)
+    action = average.act(np.zeros(11, np.float32))
+    assert action.shape == (3,) and np.all(np.abs(action) <= 1.0)
+
+
+def test_real_sac_with_a_policy_average_reports_both_scores(small_datasets: dict[str, Path], tmp_path: Path) -> None:
+    dataset = load_dataset(small_datasets["hopper"])
+    config = TrainConfig(algo="sac", updates=200, batch_size=64, eval_every=100, eval_episodes=1,
+                         policy_average=0.01)
+    result = train(dataset, config, tmp_path / "avg", progress=False)
+    assert [row["update"] for row in result.curve] == [100, 200]
+    assert all(np.isfinite(row["raw_score_mean"]) for row in result.curve)
+    assert (tmp_path / "avg" / "policy_average.safetensors").exists()
+
+
+@pytest.mark.parametrize(("algo", "rate", "needle"), [("sac", 1.0, r"in \[0, 1\)"), ("iql", 0.01, "SAC variants")])
+def test_policy_average_settings_are_checked(algo: str, rate: float, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        TrainConfig(algo=algo, policy_average=rate)
