@@ -63,7 +63,8 @@ class ActorAverage(BaseCallback):
         """Move the average towards the actor as ``steps`` single-step updates would (approximately)."""
         rate = 1.0 - (1.0 - self.rate) ** steps
         with torch.no_grad():
-            torch._foreach_lerp_(self._target, [p.detach() for p in self._source], rate)
+            for target, source in zip(self._target, self._source, strict=True):
+                target.lerp_(source, rate)
 
     def _on_step(self) -> bool:
         self.update()
