@@ -243,8 +243,13 @@ def train_command(
             dataset = load_dataset(name, progress=progress)
     except (UnknownNameError, DatasetUnavailableError, DatasetFileError, NotImplementedError, ValueError) as exc:
         _fail(str(exc))
+    from adept_env.loop import RunMismatchError
+
     run_dir = out or Path("runs") / (dataset.name or dataset.task.name) / f"{algo}-s{seed}"
-    result = train(dataset, config, run_dir, progress=progress)
+    try:
+        result = train(dataset, config, run_dir, progress=progress)
+    except RunMismatchError as exc:
+        _fail(str(exc))
     console.print(str(result.final))
     console.print(f"normalized_score={result.final.score_mean:.2f}")
     console.print(f"learning curve: {run_dir / 'learning_curve.png'}  (TensorBoard: {run_dir / 'tensorboard'})")

@@ -252,12 +252,33 @@ def train(dataset: OfflineDataset, config: TrainConfig, run_dir: str | Path, pro
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    saved = run_dir / "config.json"
+    if resume and saved.exists() and (run_dir / "progress.json").exists():
+        _check_same_run(json.loads(saved.read_text()), asdict(config), run_dir)
+    with atomic_path(saved) as tmp:
+        tmp.write_text(json.dumps(asdict(config), indent=2))
     if config.algo.endswith("sac"):
         from adept_env.loop_sac import train_sac
 
         return train_sac(dataset, config, run_dir, progress=progress, resume=resume, on_eval=on_eval)
     return _train_iql(dataset, config, run_dir, progress, resume, on_eval)
+
+
+class RunMismatchError(ValueError):
+    """A run folder holds a run made with other settings than the ones asked to resume it."""
+
+
+RESUMABLE_CHANGES = ("updates", "eval_every", "eval_episodes")
+"""Settings a resumed run may change (a longer budget, other evaluation points)."""
+
+
+def _check_same_run(saved: dict[str, Any], wanted: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume a run folder whose saved settings differ from ``wanted`` (except RESUMABLE_CHANGES)."""
+    differences = [f"{key}: {saved.get(key)!r} -> {value!r}" for key, value in wanted.items()
+                   if key not in RESUMABLE_CHANGES and saved.get(key, value) != value]
+    if differences:
+        raise RunMismatchError(f"{run_dir} holds a run with other settings ({'; '.join(differences)}); "
+                         "resume it with the same settings or train into another folder (--out)")
 
 
 def _train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progress: bool, resume: bool,

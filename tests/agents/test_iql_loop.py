@@ -159,3 +159,15 @@ def test_real_sac_with_a_policy_average_reports_both_scores(small_datasets: dict
 def test_policy_average_settings_are_checked(algo: str, rate: float, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         TrainConfig(algo=algo, policy_average=rate)
+
+
+def test_resuming_with_other_settings_is_refused(small_datasets: dict[str, Path], tmp_path: Path) -> None:
+    from adept_env.loop import RunMismatchError
+
+    dataset = load_dataset(small_datasets["hopper"])
+    small = {"algo": "iql", "batch_size": 64, "eval_every": 50, "eval_episodes": 1, "iql": IQLConfig(hidden=32)}
+    train(dataset, TrainConfig(updates=50, **small), tmp_path / "run", progress=False)
+    with pytest.raises(RunMismatchError, match=r"real_ratio: 0.5 -> 0.25.*another folder"):
+        train(dataset, TrainConfig(updates=100, real_ratio=0.25, **small), tmp_path / "run", progress=False)
+    longer = TrainConfig(updates=100, **small)
+    assert [row["update"] for row in train(dataset, longer, tmp_path / "run", progress=False).curve] == [50, 100]
