@@ -120,11 +120,13 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
                     replay_buffer_class=MixedReplayBuffer,
                     replay_buffer_kwargs={"dataset": dataset, "real_ratio": config.real_ratio},
                     seed=config.seed, device="cpu")
+        # SAC's own scalars (train/critic_loss, actor_loss, ent_coef; rollout/ep_rew_mean in the model)
+        model.set_logger(configure(str(run_dir / "tensorboard" / "sac"), ["tensorboard"]))
     else:
         env = make_real_env(dataset.task.env_id)  # only its spaces are used: never stepped
         model = SAC("MlpPolicy", env, batch_size=config.batch_size, seed=config.seed, device="cpu")
         model.replay_buffer = _dataset_buffer(dataset, model)
-        model.set_logger(configure(None, []))
+        model.set_logger(configure(str(run_dir / "tensorboard" / "sac"), ["tensorboard"]))
     if start:
         model.policy.load_state_dict(load_file(str(checkpoint)))
     average_file = run_dir / "policy_average.safetensors"
@@ -165,7 +167,9 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         callbacks.append(_Evaluate(checkpoint_and_eval, config.eval_every, config.sac_envs))
         if config.refits:
             callbacks.append(PolicySync(every=config.refit_every * config.sac_envs, refit=True))
-        model.learn(remaining * config.sac_envs, callback=callbacks, progress_bar=False)
+        # SB3 writes its scalars every log_interval episodes; about every 500 updates here
+        episodes_per_500 = max(1, 500 * config.sac_envs // config.horizon)
+        model.learn(remaining * config.sac_envs, callback=callbacks, progress_bar=False, log_interval=episodes_per_500)
         if remaining % config.eval_every:
             checkpoint_and_eval(remaining)
         core.wait_for_refits()
@@ -177,6 +181,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
             if average is not None:  # average every 100 updates (train() has a per-call cost)
                 chunk = min(chunk, 100)
             model.train(gradient_steps=chunk, batch_size=config.batch_size)
+            model.logger.dump(start + done + chunk)
             if average is not None:
                 average.update(chunk)
             done += chunk

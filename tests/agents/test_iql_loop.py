@@ -153,6 +153,11 @@ def test_real_sac_with_a_policy_average_reports_both_scores(small_datasets: dict
     assert [row["update"] for row in result.curve] == [100, 200]
     assert all(np.isfinite(row["raw_score_mean"]) for row in result.curve)
     assert (tmp_path / "avg" / "policy_average.safetensors").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "avg" / "tensorboard" / "sac"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/critic_loss")] == [100, 200]  # SAC's own scalars are logged
 
 
 @pytest.mark.parametrize(("algo", "rate", "needle"), [("sac", 1.0, r"in \[0, 1\)"), ("iql", 0.01, "SAC variants")])
