@@ -197,6 +197,7 @@ def train_command(
     eval_episodes: Annotated[int, typer.Option(help="Real episodes per evaluation.", min=1)] = 5,
     real_ratio: Annotated[float, typer.Option(help="Share of real transitions per batch.")] = 0.5,
     penalty: Annotated[float, typer.Option(help="Uncertainty penalty lambda.")] = 1.0,
+    horizon: Annotated[int, typer.Option(help="Length H of the synthetic rollouts (model episodes).", min=1)] = 5,
     no_penalty: Annotated[bool, typer.Option("--no-penalty", help="Ablation: no uncertainty penalty.")] = False,
     refit_every: Annotated[int, typer.Option(help="Updates between IS refits (adept-*).", min=1)] = 20_000,
     policy_average: Annotated[float, typer.Option(
@@ -225,7 +226,7 @@ def train_command(
         torch.set_num_threads(threads)
     try:
         config = TrainConfig(algo=algo, updates=budget, seed=seed, eval_every=min(eval_every, budget),
-                             eval_episodes=eval_episodes, real_ratio=real_ratio, penalty=penalty,
+                             eval_episodes=eval_episodes, real_ratio=real_ratio, penalty=penalty, horizon=horizon,
                              use_penalty=not no_penalty, refit_every=refit_every, profile=profile,
                              policy_average=policy_average)
         if dataset_steps is not None:
