@@ -200,6 +200,7 @@ def train_command(
     horizon: Annotated[int, typer.Option(help="Length H of the synthetic rollouts (model episodes).", min=1)] = 5,
     no_penalty: Annotated[bool, typer.Option("--no-penalty", help="Ablation: no uncertainty penalty.")] = False,
     refit_every: Annotated[int, typer.Option(help="Updates between IS refits (adept-*).", min=1)] = 20_000,
+    critics: Annotated[int, typer.Option(help="SAC variants: Q-networks, the target takes their minimum.", min=1)] = 2,
     policy_average: Annotated[float, typer.Option(
         help="SAC variants: evaluate and save a moving average of the actor, updated by this fraction per update "
              "(e.g. 0.001); 0: off.")] = 0.0,
@@ -228,7 +229,7 @@ def train_command(
         config = TrainConfig(algo=algo, updates=budget, seed=seed, eval_every=min(eval_every, budget),
                              eval_episodes=eval_episodes, real_ratio=real_ratio, penalty=penalty, horizon=horizon,
                              use_penalty=not no_penalty, refit_every=refit_every, profile=profile,
-                             policy_average=policy_average)
+                             policy_average=policy_average, sac_critics=critics)
         if dataset_steps is not None:
             from adept_env.data.dataset import default_path
             from adept_env.data.generate import make_dataset

@@ -59,6 +59,8 @@ class TrainConfig:
     """Gradient steps of each refit (None: the world model's default)."""
     sac_envs: int = 8
     """Parallel world-model episodes of the SAC variants."""
+    sac_critics: int = 2
+    """Q-networks of the SAC variants; the target takes their minimum (SAC-N style pessimism when > 2)."""
     policy_average: float = 0.0
     """SAC variants: when > 0, also keep an exponential moving average of the actor's weights,
     updated by this fraction after every gradient update (time constant 1 / rate updates);
@@ -85,7 +87,7 @@ class TrainConfig:
         if self.policy_average and not self.algo.endswith("sac"):
             raise ValueError(f"policy_average applies to the SAC variants, not {self.algo}")
         for name in ("updates", "batch_size", "rollout_every", "rollout_batch", "horizon", "eval_every",
-                     "eval_episodes", "refit_every", "sac_envs"):
+                     "eval_episodes", "refit_every", "sac_envs", "sac_critics"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 

@@ -117,6 +117,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         core = _core(dataset, config, run_dir, progress)
         env = WorldModelVecEnv(num_envs=config.sac_envs, core=core, seed=config.seed)
         model = SAC("MlpPolicy", env, batch_size=config.batch_size, learning_starts=min(5_000, config.updates // 10),
+                    policy_kwargs={"n_critics": config.sac_critics},
                     replay_buffer_class=MixedReplayBuffer,
                     replay_buffer_kwargs={"dataset": dataset, "real_ratio": config.real_ratio},
                     seed=config.seed, device="cpu")
@@ -124,7 +125,8 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         model.set_logger(configure(str(run_dir / "tensorboard" / "sac"), ["tensorboard"]))
     else:
         env = make_real_env(dataset.task.env_id)  # only its spaces are used: never stepped
-        model = SAC("MlpPolicy", env, batch_size=config.batch_size, seed=config.seed, device="cpu")
+        model = SAC("MlpPolicy", env, batch_size=config.batch_size, seed=config.seed, device="cpu",
+                    policy_kwargs={"n_critics": config.sac_critics})
         model.replay_buffer = _dataset_buffer(dataset, model)
         model.set_logger(configure(str(run_dir / "tensorboard" / "sac"), ["tensorboard"]))
     if start:
