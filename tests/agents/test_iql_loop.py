@@ -176,3 +176,12 @@ def test_resuming_with_other_settings_is_refused(small_datasets: dict[str, Path]
         train(dataset, TrainConfig(updates=100, real_ratio=0.25, **small), tmp_path / "run", progress=False)
     longer = TrainConfig(updates=100, **small)
     assert [row["update"] for row in train(dataset, longer, tmp_path / "run", progress=False).curve] == [50, 100]
+
+
+def test_sac_takes_the_minimum_over_n_critics(small_datasets: dict[str, Path], tmp_path: Path) -> None:
+    dataset = load_dataset(small_datasets["hopper"])
+    config = TrainConfig(algo="sac", updates=50, batch_size=64, eval_every=50, eval_episodes=1, sac_critics=4)
+    result = train(dataset, config, tmp_path / "n", progress=False)
+    assert len(result.agent.critic.q_networks) == 4
+    with pytest.raises(ValueError, match="sac_critics must be >= 1"):
+        TrainConfig(algo="sac", sac_critics=0)
