@@ -18,17 +18,13 @@ import numpy as np
 import torch
 
 from adept_env.benchmarks.system import cpu_model
+from adept_env.benchmarks.world_model import rank_correlation
 from adept_env.data.behavior import shipped_actor
 from adept_env.data.collect import collect
 from adept_env.data.dataset import from_d4rl_arrays, load_dataset
 from adept_env.data.oracle import GroundTruth
 from adept_env.envs.model_store import load_or_train
 from adept_env.tasks import get_task
-
-
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def main(task_name: str, pairs: int, seed: int = 0) -> None:

@@ -308,7 +308,6 @@ def run(quick: bool = False, json_path: Path | None = None, pin: bool = True) ->
     server its own cores; without it both float over every CPU.
     """
     import torch
-    from adept_client import GrpcClient, HttpClient
 
     from server.affinity import available_cpus, split_cpus
 
@@ -321,7 +320,7 @@ def run(quick: bool = False, json_path: Path | None = None, pin: bool = True) ->
     figures: dict[str, Any] = {"date": _dt.date.today().isoformat(), "cpu": cpu_model(), "budget": asdict(budget),
                                "client_cpus": halves[0] if halves else None,
                                "server_cpus": halves[1] if halves else None}
-    _measure(budget, console, figures, GrpcClient, HttpClient, halves)
+    _measure(budget, console, figures, halves)
     b256 = next(r for r in figures["throughput"] if r["batch"] == 256)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -335,13 +334,15 @@ def run(quick: bool = False, json_path: Path | None = None, pin: bool = True) ->
     return figures
 
 
-def _measure(budget: Budget, console: Console, figures: dict[str, Any], GrpcClient: Any, HttpClient: Any,
+def _measure(budget: Budget, console: Console, figures: dict[str, Any],
              halves: tuple[list[int], list[int]] | None) -> None:
     """Start a server, take every measurement into ``figures``, stop it.
 
     ``halves``: (client CPUs, server CPUs); this process is pinned only after the server has
     started, since a child inherits its parent's affinity.
     """
+    from adept_client import GrpcClient, HttpClient
+
     from server.affinity import pin_process
 
     with tempfile.TemporaryDirectory(prefix="adept-bench-service-") as tmp:

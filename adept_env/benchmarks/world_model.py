@@ -76,7 +76,8 @@ def _rollout_starts(ds: OfflineDataset, horizon: int) -> np.ndarray:
     return np.flatnonzero(ok)
 
 
-def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two 1-D arrays (ties broken by position)."""
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1])
 
@@ -196,9 +197,9 @@ def run(
             err = state_error(nxt, ds)
             row[f"{set_name} state"] = float(err.mean())
             row[f"{set_name} reward"] = float(np.mean(np.square(rew - ds.rewards)))
-            row[f"{set_name} unc-rank-corr"] = _rank_correlation(unc, err)
+            row[f"{set_name} unc-rank-corr"] = rank_correlation(unc, err)
             if name == "ensemble":
-                row[f"{set_name} unc-rank-corr (MOPO max-std)"] = _rank_correlation(unc2, err)
+                row[f"{set_name} unc-rank-corr (MOPO max-std)"] = rank_correlation(unc2, err)
         s = test.observations[starts]
         for j in range(horizon):
             s = predict(name, s, test.actions[starts + j])[0]
@@ -254,7 +255,7 @@ def run(
                 err = float(state_error(probe.sample(held.observations, held.actions, n_samples=k, seed=seed)
                                         .next_observations, held).mean())
                 p = probe.sample(other.observations, other.actions, n_samples=k, seed=seed)
-                corr = _rank_correlation(p.uncertainty, state_error(p.next_observations, other))
+                corr = rank_correlation(p.uncertainty, state_error(p.next_observations, other))
                 rate = _rate(lambda probe=probe, k=k: probe.sample(*pool, n_samples=k), 1024, seconds / 2)
                 sweep_rows.append({"N": n_steps, "K": k, "antithetic": antithetic, "held_out_state_mse": err,
                                    "other_policy_unc_rank_corr": corr, "batch1024_per_s": rate,
