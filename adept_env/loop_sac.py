@@ -98,15 +98,18 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
               on_eval: Callable[[dict[str, float]], None] | None = None) -> Any:
     """Train ``sac`` (offline, real data), ``diff-sac`` or ``adept-sac``; same contract as loop.train.
 
-    Resuming restores the policy weights and the update count; SAC's own replay buffer of
-    synthetic transitions is not kept across an interruption (it is refilled by rollouts).
+    Resuming restores the networks, the optimisers, the entropy coefficient and the update
+    count (``training_state.pt``, tensors only); SAC's own replay buffer of synthetic transitions
+    is not kept across an interruption (it is refilled by rollouts).
     """
+    from adept_env.data.train_behavior import load_sac_training_state, sac_training_state
     from adept_env.loop import RunLog, TrainResult, _core
     from adept_env.sb3 import MixedReplayBuffer, PolicySync, WorldModelVecEnv
     from adept_env.sim import make_real_env
 
     log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}")
     checkpoint = run_dir / "policy.safetensors"
+    training_file = run_dir / "training_state.pt"
     start = 0
     if resume and checkpoint.exists() and (run_dir / "progress.json").exists():
         state = json.loads((run_dir / "progress.json").read_text())
@@ -129,7 +132,9 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
                     policy_kwargs={"n_critics": config.sac_critics})
         model.replay_buffer = _dataset_buffer(dataset, model)
         model.set_logger(configure(str(run_dir / "tensorboard" / "sac"), ["tensorboard"]))
-    if start:
+    if start and training_file.exists():
+        load_sac_training_state(model, torch.load(training_file, weights_only=True))
+    elif start:  # a run from before training_state.pt: weights only, fresh optimisers
         model.policy.load_state_dict(load_file(str(checkpoint)))
     average_file = run_dir / "policy_average.safetensors"
     average = None
@@ -155,6 +160,8 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         if on_eval:
             on_eval(log.curve[-1])
         _save_policy(model, checkpoint)
+        with atomic_path(training_file) as tmp:
+            torch.save(sac_training_state(model), tmp)
         if average is not None:
             with atomic_path(average_file) as tmp:
                 save_file(average.state_dict(), str(tmp))

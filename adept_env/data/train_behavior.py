@@ -153,7 +153,9 @@ def _make_sac(config: BehaviorTrainConfig, seed: int) -> Any:
     return model
 
 
-def _training_state(model: Any) -> dict[str, Any]:
+def sac_training_state(model: Any) -> dict[str, Any]:
+    """Everything an SB3 SAC needs to go on training exactly: networks, optimisers, entropy
+    coefficient. Tensors and plain containers only, for ``torch.load(weights_only=True)``."""
     state: dict[str, Any] = {
         "policy": model.policy.state_dict(),
         "actor_optimizer": model.actor.optimizer.state_dict(),
@@ -165,7 +167,8 @@ def _training_state(model: Any) -> dict[str, Any]:
     return state
 
 
-def _load_training_state(model: Any, state: dict[str, Any]) -> None:
+def load_sac_training_state(model: Any, state: dict[str, Any]) -> None:
+    """Restore a :func:`sac_training_state` into a SAC built with the same settings."""
     model.policy.load_state_dict(state["policy"])
     model.actor.optimizer.load_state_dict(state["actor_optimizer"])
     model.critic.optimizer.load_state_dict(state["critic_optimizer"])
@@ -301,7 +304,7 @@ def _commit(
         progress["buffer_chunks"].append({"start": start, "end": step, "file": chunk_file})
     checkpoint = f"checkpoint_{step:09d}.pt"
     with atomic_path(run_dir / checkpoint) as tmp:
-        torch.save(_training_state(model), tmp)
+        torch.save(sac_training_state(model), tmp)
     previous = progress.get("checkpoint")
     progress["checkpoint"] = checkpoint
     progress["num_timesteps"] = step
@@ -348,7 +351,7 @@ def train_behavior(
         target = total_steps or config.total_steps
         seed = config.seed + 1000 * (len(state["resumes"]) + 1)
         model = _make_sac(config, seed)
-        _load_training_state(model, torch.load(run_dir / state["checkpoint"], weights_only=True))
+        load_sac_training_state(model, torch.load(run_dir / state["checkpoint"], weights_only=True))
         step = int(state["num_timesteps"])
         buffer = load_buffer(run_dir, step)
         rb = model.replay_buffer

@@ -185,3 +185,18 @@ def test_sac_takes_the_minimum_over_n_critics(small_datasets: dict[str, Path], t
     assert len(result.agent.critic.q_networks) == 4
     with pytest.raises(ValueError, match="sac_critics must be >= 1"):
         TrainConfig(algo="sac", sac_critics=0)
+
+
+def test_sac_resumes_with_its_optimisers_and_entropy_coefficient(small_datasets: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    dataset = load_dataset(small_datasets["hopper"])
+    config = TrainConfig(algo="sac", updates=60, batch_size=64, eval_every=60, eval_episodes=1)
+    first = train(dataset, config, tmp_path / "run", progress=False).agent
+    saved = torch.load(tmp_path / "run" / "training_state.pt", weights_only=True)
+    assert float(saved["log_ent_coef"]) == first.log_ent_coef.item() != 0.0  # moved from log(1)
+    resumed = train(dataset, config, tmp_path / "run", progress=False).agent  # nothing left: just restored
+    assert resumed.log_ent_coef.item() == first.log_ent_coef.item()
+    steps = [s["step"] for s in resumed.critic.optimizer.state_dict()["state"].values()]
+    assert steps and all(int(s) == 60 for s in steps)  # Adam's moments came back, not fresh ones
+    for key, value in first.policy.state_dict().items():
+        torch.testing.assert_close(resumed.policy.state_dict()[key], value)
