@@ -38,17 +38,23 @@ def data_make(
     run_dir: Annotated[
         Path | None, typer.Option(help="medium-replay: the behaviour SAC run (default $ADEPT_HOME/behavior/TASK).")
     ] = None,
+    medium_step: Annotated[
+        int | None,
+        typer.Option(help="medium-replay: end at this snapshot step of the run (default: the shipped medium "
+                          "actor's step, which the run must have produced).", min=1),
+    ] = None,
 ) -> None:
     """Generate a dataset with the real MuJoCo simulator and write it atomically as D4RL HDF5.
 
     medium/expert: STEPS of the shipped actor; medium-expert: STEPS of each; medium-replay: the
-    behaviour SAC run's replay buffer up to the shipped medium actor's step.
+    behaviour SAC run's replay buffer up to the shipped medium actor's step (or --medium-step).
     """
     from adept_env.data.dataset import load_dataset
     from adept_env.data.generate import make_dataset
 
     try:
-        path = make_dataset(name, steps=steps, seed=seed, out=out, progress=progress, run_dir=run_dir)
+        path = make_dataset(name, steps=steps, seed=seed, out=out, progress=progress, run_dir=run_dir,
+                            medium_step=medium_step)
     except (UnknownNameError, NotImplementedError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     _print_summary(load_dataset(path).summary())

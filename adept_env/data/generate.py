@@ -51,6 +51,7 @@ def make_dataset(
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
     run_dir: str | os.PathLike[str] | None = None,
+    medium_step: int | None = None,
 ) -> Path:
     """Generate dataset ``name`` (e.g. ``"hopper-random"``) and write it atomically.
 
@@ -61,16 +62,19 @@ def make_dataset(
     ``medium``/``expert`` collect ``steps`` transitions of the shipped actor; ``medium-expert``
     is ``steps`` of each (2 * steps rows, medium first); ``medium-replay`` is the SAC run's
     replay buffer (in ``run_dir``, default ``$ADEPT_HOME/behavior/<task>``) from its start up to
-    the shipped medium actor's step, cut to the first ``steps`` rows if that is fewer.
+    the shipped medium actor's step (``medium_step``: the run's own snapshot at that step instead),
+    cut to the first ``steps`` rows if that is fewer.
     """
     from adept_env.data.dataset import default_path
 
     task, quality = parse_dataset_name(name)
+    if medium_step is not None and quality != "medium-replay":
+        raise ValueError(f"medium_step applies to medium-replay datasets, not {name}")
     extra: dict[str, Any] = {}
     if quality == "medium-replay":
         from adept_env.data.train_behavior import medium_replay_arrays
 
-        arrays, extra = medium_replay_arrays(task, steps=steps, run_dir=run_dir)
+        arrays, extra = medium_replay_arrays(task, steps=steps, run_dir=run_dir, medium_step=medium_step)
         policy_name, checksum = extra.pop("behavior_policy"), extra.pop("behavior_policy_sha256")
     elif quality == "medium-expert":
         medium, expert = behavior_policy(task, "medium"), behavior_policy(task, "expert")

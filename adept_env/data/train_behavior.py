@@ -523,9 +523,14 @@ def medium_replay_arrays(
         medium_step = int(medium.spec["source"]["step"])
         run_actor = load_actor(snapshot_stem(run_dir, medium_step))
         if run_actor.checksum() != medium.checksum():
+            band = MEDIUM_TARGET[task.name]
+            in_band = [int(e["step"]) for e in eval_history(run_dir) if band[0] <= e["normalized_mean"] <= band[1]]
+            hint = (f"its first snapshot in the medium band {band} is at step {in_band[0]}" if in_band
+                    else f"none of its snapshots has scored in the medium band {band} yet; train it further")
             raise ValueError(
                 f"the snapshot at step {medium_step} in {run_dir} is not the shipped medium actor of {task.name}; "
-                f"this run did not produce it, so its buffer is not that actor's medium-replay"
+                f"this run did not produce it, so its buffer is not that actor's medium-replay. To make the "
+                f"medium-replay of this run's own medium point, pass medium_step (--medium-step): {hint}"
             )
         medium_checksum = medium.checksum()
     else:

@@ -219,8 +219,14 @@ def test_make_medium_replay_checks_the_shipped_actor(tiny_run: Path, tmp_path: P
     spec = json.loads((root / "hopper-medium.json").read_text())
     spec["source"]["step"] = 600  # claims a step whose run snapshot is a different actor
     (root / "hopper-medium.json").write_text(json.dumps(spec))
-    with pytest.raises(ValueError, match="not the shipped medium actor"):
+    with pytest.raises(ValueError, match=r"not the shipped medium actor.*--medium-step"):
         make_dataset("hopper-medium-replay", run_dir=tiny_run, out=tmp_path / "bad.hdf5", progress=False)
+    # the run's own medium point, named explicitly
+    own = make_dataset("hopper-medium-replay", run_dir=tiny_run, out=tmp_path / "own.hdf5", progress=False,
+                       medium_step=300)
+    assert load_dataset(own).attrs["medium_step"] == 300 and len(load_dataset(own)) == 300
+    with pytest.raises(ValueError, match="medium_step applies to medium-replay"):
+        make_dataset("hopper-medium", out=tmp_path / "x.hdf5", progress=False, medium_step=300)
 
 
 def test_bc_density_recovers_a_known_tanh_gaussian() -> None:
