@@ -285,27 +285,34 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
     results = {"no_refit": before}
     variants: list[tuple[str, np.ndarray | None, dict[str, Any]]] = [
         ("is_refit", iw.weights, {}), ("unweighted_refit", None, {})]
-    if ablation:  # the choices behind the defaults: loss-multiplied weights, the fresh-fit learning rate
+    if ablation:  # the choices behind the defaults: loss-multiplied weights, the fresh-fit learning rate,
+        # and the safeguard that lets a refit hand back its starting weights
         fresh_lr = {"refit_learning_rate": model.config.learning_rate}
         variants += [("is_loss_weighted", iw.weights, {"weighted_sampling": False}),
                      ("is_refit_fit_lr", iw.weights, fresh_lr),
                      ("is_loss_weighted_fit_lr", iw.weights, {"weighted_sampling": False, **fresh_lr}),
-                     ("unweighted_fit_lr", None, fresh_lr)]
+                     ("unweighted_fit_lr", None, fresh_lr),
+                     ("is_refit_no_keep", iw.weights, {"keep_start": False}),
+                     ("unweighted_no_keep", None, {"keep_start": False})]
     for label, weights, settings in variants:
         candidate = model.clone()
+        keep_start = settings.pop("keep_start", True)
         candidate.config = dataclasses.replace(candidate.config, **settings)
-        report = candidate.fit(dataset, weights=weights, steps=budget.refit_steps, warm_start=True, progress=False)
-        results[label] = {**errors(candidate), "refit_seconds": float(report.seconds)}
+        report = candidate.fit(dataset, weights=weights, steps=budget.refit_steps, warm_start=True, progress=False,
+                               keep_start=keep_start)
+        results[label] = {**errors(candidate), "refit_seconds": float(report.seconds),
+                          "kept_start": report.kept_start}
 
     table = Table("model", "on-policy 1-step", "on-policy 5-step", "reward MAE", "branched 1-step",
-                  "branched 5-step", "reduction (on-policy 1 / 5, branched 1 / 5)")
+                  "branched 5-step", "reduction (on-policy 1 / 5, branched 1 / 5)", "kept start")
     for label, row in results.items():
         for key in ERROR_KEYS:
             row[f"{key}_reduction"] = 1 - row[f"{key}_nmse"] / before[f"{key}_nmse"]
         table.add_row(label, f"{row['one_step_nmse']:.4f}", f"{row['five_step_nmse']:.4f}",
                       f"{row['reward_mae']:.4f}", f"{row['branched_one_step_nmse']:.4f}",
                       f"{row['branched_five_step_nmse']:.4f}",
-                      " / ".join(f"{row[f'{k}_reduction']:+.1%}" for k in ERROR_KEYS))
+                      " / ".join(f"{row[f'{k}_reduction']:+.1%}" for k in ERROR_KEYS),
+                      {True: "yes", False: "no"}.get(row.get("kept_start"), "-"))
     console.print(f"target policy: {description}; {len(pairs)} real pairs, {len(segments)} 5-step segments; "
                   f"branched: {branched.actions.shape[1]} dataset states x {branched.actions.shape[0]} steps")
     console.print(f"importance weights: ESS {iw.effective_sample_size:.0f} of {len(dataset)} "

@@ -94,6 +94,8 @@ class FitReport:
     """Lowest held-out loss; the model keeps the weights that reached it."""
     stopped_early: bool = False
     """True if the held-out loss stopped improving before ``steps`` (or the time cap hit)."""
+    kept_start: bool = False
+    """True if a refit handed back its starting weights: none of its evaluations beat them."""
     effective_sample_size: float = 0.0
     """(sum w)^2 / sum w^2 over the training pairs; equals their count for uniform weights."""
     n_train: int = 0
@@ -258,6 +260,7 @@ class WorldModel:
         warm_start: bool = True,
         progress: bool = True,
         seed: int = 0,
+        keep_start: bool = True,
     ) -> FitReport:
         """Fit dynamics and reward to ``dataset``, each pair counted in proportion to ``weights``.
 
@@ -265,7 +268,8 @@ class WorldModel:
         ``config.weighted_sampling`` minibatches are drawn in proportion to them, else their
         losses are multiplied by them. A held-out split (``config.val_fraction``) decides early
         stopping and the model keeps its best held-out weights; a refit counts its starting
-        weights as a candidate, so it never ends worse on the weighted held-out loss than it began.
+        weights as a candidate, so it never ends worse on the weighted held-out loss than it began
+        (``keep_start=False`` leaves them out: the refit then hands back its own best weights).
         ``warm_start`` continues from the current weights and normaliser (a refit, default
         ``config.refit_steps`` steps at ``config.refit_learning_rate``); otherwise, or on the first fit, the
         normaliser is set from the data (default ``config.steps`` steps). Returns a FitReport.
@@ -308,8 +312,9 @@ class WorldModel:
         generator = torch.Generator().manual_seed(seed)
         report = FitReport(steps=0, seconds=0.0, effective_sample_size=ess, n_train=len(train_idx), n_val=n_val)
         best_state = copy.deepcopy(nets.state_dict())
-        if refit:  # the starting weights compete too: a refit never hands back a worse model
+        if refit and keep_start:  # the starting weights compete too: a refit never hands back a worse model
             report.best_val_loss = self._val_loss(val)
+            report.kept_start = True  # until an evaluation beats them
         draw = weighted_sampler(train["weight"]) if weights is not None and cfg.weighted_sampling else None
         if draw is not None:  # rows come in proportion to their weights; each then counts once
             train["weight"] = torch.ones_like(train["weight"])
@@ -349,7 +354,7 @@ class WorldModel:
                     running, running_n = 0.0, 0
                     bar.set_postfix(val=f"{val_loss:.4f}")
                     if val_loss < report.best_val_loss:
-                        report.best_val_loss = val_loss
+                        report.best_val_loss, report.kept_start = val_loss, False
                         best_state = copy.deepcopy(nets.state_dict())
                         since_best = 0
                     else:

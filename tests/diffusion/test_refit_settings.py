@@ -32,7 +32,12 @@ def test_refit_keeps_its_starting_weights_when_training_only_hurts(small_dataset
     wrecked.config = dataclasses.replace(wrecked.config, refit_learning_rate=50.0, eval_every=10)
     report = wrecked.fit(dataset, steps=20, progress=False)
     np.testing.assert_allclose(wrecked.sample(obs, act, seed=0).next_observations, before, rtol=1e-5, atol=1e-5)
-    assert np.isfinite(report.best_val_loss)
+    assert np.isfinite(report.best_val_loss) and report.kept_start
+    unguarded = model.clone()  # keep_start=False: the refit's own best weights, however bad
+    unguarded.config = wrecked.config
+    report = unguarded.fit(dataset, steps=20, progress=False, keep_start=False)
+    assert not report.kept_start
+    assert not np.allclose(unguarded.sample(obs, act, seed=0).next_observations, before, atol=1e-3)
 
 
 def test_weighted_refit_moves_the_model_towards_the_weighted_rows(small_datasets: dict[str, Path],
