@@ -66,3 +66,22 @@ def test_target_policy_is_one_the_behaviour_is_not_and_bad_names_are_refused(sma
     result = CliRunner().invoke(app, ["bench", "refit", "--quick", "--dataset", "mediocre"])
     assert result.exit_code != 0
     assert "mediocre" in result.output and "medium-expert" in result.output
+
+
+def test_refit_benchmark_runs_end_to_end_with_its_ablation(monkeypatch, tmp_path, capsys) -> None:
+    import json
+
+    from adept_env.benchmarks import refit
+
+    tiny = refit.Budget(dataset_steps=3000, profile="quick", eval_steps=100, refit_steps=20, speed_seconds=0.05)
+    monkeypatch.setattr(refit, "QUICK", tiny)
+    report = refit.run(quick=True, ablation=True, json_path=tmp_path / "refit.json")
+    errors = report["errors"]
+    assert set(errors) == {"no_refit", "is_refit", "unweighted_refit", "is_loss_weighted", "is_refit_fit_lr",
+                           "is_loss_weighted_fit_lr", "unweighted_fit_lr", "is_refit_no_keep", "unweighted_no_keep"}
+    assert all(np.isfinite(row[f"{key}_nmse"]) for row in errors.values() for key in refit.ERROR_KEYS)
+    assert not errors["is_refit_no_keep"]["kept_start"] and not errors["unweighted_no_keep"]["kept_start"]
+    assert all(isinstance(row["kept_start"], bool) for label, row in errors.items() if label != "no_refit")
+    assert json.loads((tmp_path / "refit.json").read_text())["dataset_size"] == 3000
+    out = capsys.readouterr().out
+    assert f"is_refit_error_reduction={errors['is_refit']['one_step_reduction']:.4f}" in out
