@@ -105,7 +105,8 @@ class TrainResult:
     """A finished run: the learning curve and the final real evaluation."""
 
     curve: list[dict[str, float]]
-    """One row per evaluation: update, score mean/std, return mean, model_version, seconds."""
+    """One row per evaluation: update, score mean/std, return mean, model_version, refits_kept_start
+    (refits that ended on their starting weights, so changed nothing), seconds."""
     final: EvalResult
     run_dir: Path
     agent: Any
@@ -319,6 +320,7 @@ def _train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, prog
             episodes = max(config.eval_episodes, 10) if done == config.updates else config.eval_episodes
             result = evaluate(agent, dataset.task, episodes=episodes, seed=config.seed * 1000 + done)
             extra = {"model_version": core.model_version if core else 0,
+                     "refits_kept_start": core.refits_kept_start() if core else 0,
                      "seconds": time.perf_counter() - started}
             log.evaluation(done, result, extra)
             bar.set_postfix(score=f"{result.score_mean:.1f}")

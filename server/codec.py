@@ -84,7 +84,7 @@ def refit_status(info: RefitInfo) -> pb.RefitStatus:
                           policy_updates=info.policy_updates, effective_sample_size=info.effective_sample_size,
                           ess_fraction=info.ess_fraction, clipped_fraction=info.clipped_fraction,
                           model_version=info.model_version, seconds=info.seconds, error=info.error,
-                          checkpointed=info.checkpointed)
+                          checkpointed=info.checkpointed, kept_start=info.kept_start)
 
 
 def update_response(result: UpdateResult) -> pb.UpdatePolicyResponse:

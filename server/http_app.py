@@ -123,6 +123,7 @@ class RefitOut(BaseModel):
     seconds: float
     error: str
     checkpointed: bool
+    kept_start: bool
 
 
 class UpdatePolicyOut(BaseModel):

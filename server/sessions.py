@@ -109,6 +109,8 @@ class RefitInfo:
     seconds: float
     error: str
     checkpointed: bool
+    kept_start: bool = False
+    """The refit ended on its starting weights (see RefitJob.kept_start)."""
 
 
 @dataclass
@@ -460,7 +462,7 @@ class SessionCore:
     def _refit_info(self, engine: Engine, job: RefitJob) -> RefitInfo:
         return RefitInfo(job.job_id, job.status, job.policy_updates, float(job.effective_sample_size),
                          float(job.ess_fraction), float(job.clipped_fraction), int(job.model_version or 0),
-                         float(job.seconds or 0.0), job.error or "", engine.is_checkpointed(job))
+                         float(job.seconds or 0.0), job.error or "", engine.is_checkpointed(job), job.kept_start)
 
     def refit(self, owner: str, session_id: str, steps: int | None = None, weighted: bool = True) -> RefitInfo:
         """Start a background refit of the session's engine; FAILED_PRECONDITION while one runs."""

@@ -53,11 +53,18 @@ class RefitJob:
     seconds: float | None = None
     error: str | None = None
     fit_report: Any = None
+    """The world model's FitReport (when done)."""
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job ends (or ``timeout`` seconds); return True if it ended."""
         return self._done.wait(timeout)
+
+    @property
+    def kept_start(self) -> bool:
+        """True if the refit ended on its starting weights: no step beat them on the weighted held-out
+        loss, so the installed version predicts as the previous one did."""
+        return bool(getattr(self.fit_report, "kept_start", False))
 
     def summary(self) -> dict[str, Any]:
         """Return the job's state as plain values."""
@@ -71,6 +78,7 @@ class RefitJob:
             "model_version": self.model_version,
             "seconds": self.seconds,
             "error": self.error,
+            "kept_start": self.kept_start,
         }
 
 
@@ -204,6 +212,10 @@ class WorldModelCore:
         finally:
             job.seconds = time.perf_counter() - start
             job._done.set()
+
+    def refits_kept_start(self) -> int:
+        """How many finished refits handed back their starting weights (RefitJob.kept_start)."""
+        return sum(job.status == "done" and job.kept_start for job in list(self.jobs))
 
     def wait_for_refits(self, timeout: float | None = None) -> None:
         """Block until every started refit has ended."""

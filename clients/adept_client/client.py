@@ -233,12 +233,14 @@ class RefitState:
     seconds: float
     error: str
     checkpointed: bool
+    kept_start: bool = False
+    """Done, but no refit step beat the starting weights: the new version has the old weights."""
 
     @classmethod
     def from_message(cls, message: pb.RefitStatus) -> RefitState:
         return cls(message.job_id, REFIT_STATES.get(message.state, "unspecified"), message.model_version,
                    message.effective_sample_size, message.ess_fraction, message.seconds, message.error,
-                   message.checkpointed)
+                   message.checkpointed, message.kept_start)
 
 
 def _box_bounds(spec: pb.BoxSpec) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:

@@ -120,6 +120,7 @@ def test_diff_sac_runs_against_the_world_model(small_datasets: dict[str, Path], 
     result = train(dataset, config, _run_dir(tmp_path, quick_model_path), progress=False)
     assert result.curve[-1]["update"] == 150
     assert result.curve[-1]["model_version"] >= 1
+    assert 0 <= result.curve[-1]["refits_kept_start"] <= result.curve[-1]["model_version"]
     assert np.isfinite(result.curve[-1]["raw_score_mean"])  # the averaged actor is scored, the raw one beside it
 
 

@@ -196,6 +196,18 @@ def test_refit_swaps_model_and_bumps_version_while_stepping(make_core, dataset) 
     assert old_model.version == 0
 
 
+def test_a_refit_that_cannot_improve_says_it_kept_its_starting_weights(make_core) -> None:
+    import dataclasses
+
+    core = make_core()
+    core.update_policy(lambda obs, act: 4.0 * act[:, 0])
+    # an absurd learning rate makes every refit step worse than the start on the held-out loss
+    core.model.config = dataclasses.replace(core.model.config, refit_learning_rate=50.0, eval_every=10)
+    job = core.refit(blocking=True, steps=20)
+    assert job.status == "done" and job.kept_start and job.summary()["kept_start"] is True
+    assert core.model_version == 1  # a refit still installs a version, with the old weights
+
+
 def test_automatic_refit_every_n_updates(make_core) -> None:
     core = make_core(refit_every=2, refit_steps=20)
     policy = lambda obs, act: np.zeros(len(obs))  # noqa: E731

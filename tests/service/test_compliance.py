@@ -109,6 +109,7 @@ def test_update_policy_snapshot_and_refit_bump_version(client) -> None:
     assert job.state == "running" and 0 < job.ess_fraction <= 1
     done = session.wait_refit(job.job_id, timeout_s=120)
     assert done.state == "done" and done.model_version == before + 1 and done.checkpointed, done
+    assert isinstance(done.kept_start, bool)  # travels on both transports (value: the refit's own outcome)
     assert session.step(np.zeros((4, ACT_DIM), np.float32)).model_version == before + 1
     session.close()
 

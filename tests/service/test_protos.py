@@ -43,3 +43,16 @@ def test_field_numbers_are_never_renumbered_or_reused() -> None:
     unlocked = {t: sorted(set(f) - set(locked.get(t, {}))) for t, f in current.items()}
     unlocked = {t: f for t, f in unlocked.items() if f}
     assert not unlocked, f"new fields {unlocked}: run python protos/generate.py --lock and commit field_numbers.json"
+
+
+def test_refit_status_carries_kept_start_both_ways() -> None:
+    from adept_client.client import RefitState
+
+    from server.codec import refit_status
+    from server.sessions import RefitInfo
+
+    info = RefitInfo(3, "done", 2, 10.0, 0.5, 0.1, 4, 1.5, "", True, kept_start=True)
+    message = refit_status(info)
+    assert message.kept_start
+    state = RefitState.from_message(type(message).FromString(message.SerializeToString()))
+    assert state.kept_start and state.model_version == 4 and state.checkpointed

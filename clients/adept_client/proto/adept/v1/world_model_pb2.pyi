@@ -275,7 +275,7 @@ class RefitRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., steps: _Optional[int] = ..., unweighted: _Optional[bool] = ...) -> None: ...
 
 class RefitStatus(_message.Message):
-    __slots__ = ("job_id", "state", "policy_updates", "effective_sample_size", "ess_fraction", "clipped_fraction", "model_version", "seconds", "error", "checkpointed")
+    __slots__ = ("job_id", "state", "policy_updates", "effective_sample_size", "ess_fraction", "clipped_fraction", "model_version", "seconds", "error", "checkpointed", "kept_start")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     POLICY_UPDATES_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +286,7 @@ class RefitStatus(_message.Message):
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINTED_FIELD_NUMBER: _ClassVar[int]
+    KEPT_START_FIELD_NUMBER: _ClassVar[int]
     job_id: int
     state: RefitState
     policy_updates: int
@@ -296,7 +297,8 @@ class RefitStatus(_message.Message):
     seconds: float
     error: str
     checkpointed: bool
-    def __init__(self, job_id: _Optional[int] = ..., state: _Optional[_Union[RefitState, str]] = ..., policy_updates: _Optional[int] = ..., effective_sample_size: _Optional[float] = ..., ess_fraction: _Optional[float] = ..., clipped_fraction: _Optional[float] = ..., model_version: _Optional[int] = ..., seconds: _Optional[float] = ..., error: _Optional[str] = ..., checkpointed: _Optional[bool] = ...) -> None: ...
+    kept_start: bool
+    def __init__(self, job_id: _Optional[int] = ..., state: _Optional[_Union[RefitState, str]] = ..., policy_updates: _Optional[int] = ..., effective_sample_size: _Optional[float] = ..., ess_fraction: _Optional[float] = ..., clipped_fraction: _Optional[float] = ..., model_version: _Optional[int] = ..., seconds: _Optional[float] = ..., error: _Optional[str] = ..., checkpointed: _Optional[bool] = ..., kept_start: _Optional[bool] = ...) -> None: ...
 
 class GetRefitRequest(_message.Message):
     __slots__ = ("session_id", "job_id", "wait_seconds")
