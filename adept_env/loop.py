@@ -106,7 +106,8 @@ class TrainResult:
 
     curve: list[dict[str, float]]
     """One row per evaluation: update, score mean/std, return mean, model_version, refits_kept_start
-    (refits that ended on their starting weights, so changed nothing), seconds."""
+    (refits since the run last (re)started that ended on their starting weights, so changed nothing),
+    seconds."""
     final: EvalResult
     run_dir: Path
     agent: Any
