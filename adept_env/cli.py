@@ -313,8 +313,11 @@ def bench_refit(
     if dataset not in DATASET_QUALITIES:
         raise typer.BadParameter(f"unknown dataset quality {dataset!r}; choose from {list(DATASET_QUALITIES)}",
                                  param_hint="--dataset")
-    run(quick=quick, json_path=json_path, task=task, policy_path=policy, ablation=ablation, quality=dataset,
-        refit_steps=refit_steps)
+    try:
+        run(quick=quick, json_path=json_path, task=task, policy_path=policy, ablation=ablation, quality=dataset,
+            refit_steps=refit_steps)
+    except (UnknownNameError, FileNotFoundError) as exc:  # a dataset or target policy that is not there yet
+        _fail(str(exc))
 
 
 @app.command("serve")

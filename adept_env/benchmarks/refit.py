@@ -257,7 +257,7 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
     t = get_task(task)
     console.print(f"CPU: {cpu_model()}  date: {_dt.date.today()}  mode: {'quick' if quick else 'full'}")
     name = f"{task}-{quality}"
-    if budget.dataset_steps is None:
+    if budget.dataset_steps is None or quality == "medium-replay":  # a replay buffer is made once, not resampled
         dataset = load_dataset(name)
     else:
         with tempfile.TemporaryDirectory() as tmp:

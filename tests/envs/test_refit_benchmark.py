@@ -66,6 +66,10 @@ def test_target_policy_is_one_the_behaviour_is_not_and_bad_names_are_refused(sma
     result = CliRunner().invoke(app, ["bench", "refit", "--quick", "--dataset", "mediocre"])
     assert result.exit_code != 0
     assert "mediocre" in result.output and "medium-expert" in result.output
+    # a replay buffer cannot be regenerated in quick mode: the cached file is used, and its absence is a clear error
+    result = CliRunner().invoke(app, ["bench", "refit", "--quick", "--dataset", "medium-replay"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "adept-env data make halfcheetah-medium-replay" in " ".join(result.output.split())
 
 
 def test_refit_benchmark_runs_end_to_end_with_its_ablation(monkeypatch, tmp_path, capsys) -> None:
