@@ -199,8 +199,10 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
             if (start + done) % config.eval_every == 0 or done == remaining:
                 checkpoint_and_eval(done)
         bar.close()
+    # a finished run asked again: evaluated with the seeds of its last curve row, so the figure is the same
     final = getattr(checkpoint_and_eval, "last", None) or evaluate(
-        model if average is None else average.act, dataset.task, max(config.eval_episodes, 10), seed=config.seed)
+        model if average is None else average.act, dataset.task, max(config.eval_episodes, 10),
+        seed=config.seed * 1000 + config.updates)
     log.writer.close()
     return TrainResult(log.curve, final, run_dir, model)
 

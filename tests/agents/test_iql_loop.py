@@ -192,10 +192,13 @@ def test_sac_resumes_with_its_optimisers_and_entropy_coefficient(small_datasets:
                                                                  tmp_path: Path) -> None:
     dataset = load_dataset(small_datasets["hopper"])
     config = TrainConfig(algo="sac", updates=60, batch_size=64, eval_every=60, eval_episodes=1)
-    first = train(dataset, config, tmp_path / "run", progress=False).agent
+    done = train(dataset, config, tmp_path / "run", progress=False)
+    first = done.agent
     saved = torch.load(tmp_path / "run" / "training_state.pt", weights_only=True)
     assert float(saved["log_ent_coef"]) == first.log_ent_coef.item() != 0.0  # moved from log(1)
-    resumed = train(dataset, config, tmp_path / "run", progress=False).agent  # nothing left: just restored
+    again = train(dataset, config, tmp_path / "run", progress=False)  # nothing left: just restored
+    np.testing.assert_array_equal(again.final.returns, done.final.returns)  # the same figure, not a new draw
+    resumed = again.agent
     assert resumed.log_ent_coef.item() == first.log_ent_coef.item()
     steps = [s["step"] for s in resumed.critic.optimizer.state_dict()["state"].values()]
     assert steps and all(int(s) == 60 for s in steps)  # Adam's moments came back, not fresh ones
