@@ -302,7 +302,8 @@ def bench_refit(
         help="Target policy: medium or expert (shipped actors) or a snapshot stem "
              "(default: medium on random data, expert otherwise).")] = None,
     ablation: Annotated[bool, typer.Option(
-        "--ablation", help="Also refit with loss-multiplied weights and/or the fresh-fit learning rate.")] = False,
+        "--ablation", help="Also refit with loss-multiplied weights and/or the fresh-fit learning rate, "
+                           "and without the keep-the-start safeguard.")] = False,
     refit_steps: Annotated[int | None, typer.Option(
         help="Gradient steps of each refit (default: 1,000 quick, 2,000 full).", min=1)] = None,
 ) -> None:
