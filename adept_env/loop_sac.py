@@ -124,14 +124,13 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
                     replay_buffer_class=MixedReplayBuffer,
                     replay_buffer_kwargs={"dataset": dataset, "real_ratio": config.real_ratio},
                     seed=config.seed, device="cpu")
-        # SAC's own scalars (train/critic_loss, actor_loss, ent_coef; rollout/ep_rew_mean in the model)
-        model.set_logger(configure(str(run_dir / "tensorboard" / "sac"), ["tensorboard"]))
     else:
         env = make_real_env(dataset.task.env_id)  # only its spaces are used: never stepped
         model = SAC("MlpPolicy", env, batch_size=config.batch_size, seed=config.seed, device="cpu",
                     policy_kwargs={"n_critics": config.sac_critics})
         model.replay_buffer = _dataset_buffer(dataset, model)
-        model.set_logger(configure(str(run_dir / "tensorboard" / "sac"), ["tensorboard"]))
+    # SAC's own scalars (train/critic_loss, actor_loss, ent_coef; rollout/ep_rew_mean in the model)
+    model.set_logger(configure(str(run_dir / "tensorboard" / "sac"), ["tensorboard"]))
     if start and training_file.exists():
         load_sac_training_state(model, torch.load(training_file, weights_only=True))
     elif start:  # a run from before training_state.pt: weights only, fresh optimisers

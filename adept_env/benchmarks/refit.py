@@ -283,20 +283,20 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
 
     before = errors(model)
     results = {"no_refit": before}
-    variants: list[tuple[str, np.ndarray | None, dict[str, Any]]] = [
-        ("is_refit", iw.weights, {}), ("unweighted_refit", None, {})]
+    # (label, weights, config changes, keep_start: the refit may hand back its starting weights)
+    variants: list[tuple[str, np.ndarray | None, dict[str, Any], bool]] = [
+        ("is_refit", iw.weights, {}, True), ("unweighted_refit", None, {}, True)]
     if ablation:  # the choices behind the defaults: loss-multiplied weights, the fresh-fit learning rate,
         # and the safeguard that lets a refit hand back its starting weights
         fresh_lr = {"refit_learning_rate": model.config.learning_rate}
-        variants += [("is_loss_weighted", iw.weights, {"weighted_sampling": False}),
-                     ("is_refit_fit_lr", iw.weights, fresh_lr),
-                     ("is_loss_weighted_fit_lr", iw.weights, {"weighted_sampling": False, **fresh_lr}),
-                     ("unweighted_fit_lr", None, fresh_lr),
-                     ("is_refit_no_keep", iw.weights, {"keep_start": False}),
-                     ("unweighted_no_keep", None, {"keep_start": False})]
-    for label, weights, settings in variants:
+        variants += [("is_loss_weighted", iw.weights, {"weighted_sampling": False}, True),
+                     ("is_refit_fit_lr", iw.weights, fresh_lr, True),
+                     ("is_loss_weighted_fit_lr", iw.weights, {"weighted_sampling": False, **fresh_lr}, True),
+                     ("unweighted_fit_lr", None, fresh_lr, True),
+                     ("is_refit_no_keep", iw.weights, {}, False),
+                     ("unweighted_no_keep", None, {}, False)]
+    for label, weights, settings, keep_start in variants:
         candidate = model.clone()
-        keep_start = settings.pop("keep_start", True)
         candidate.config = dataclasses.replace(candidate.config, **settings)
         report = candidate.fit(dataset, weights=weights, steps=budget.refit_steps, warm_start=True, progress=False,
                                keep_start=keep_start)
