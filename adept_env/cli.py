@@ -210,6 +210,10 @@ def train_command(
     policy_average: Annotated[float, typer.Option(
         help="SAC variants: evaluate and save a moving average of the actor, updated by this fraction per update "
              "(e.g. 0.001); 0: off.")] = 0.0,
+    expectile: Annotated[float | None, typer.Option(
+        help="IQL variants: expectile of the value loss [default: 0.7, CORL's locomotion setting].")] = None,
+    beta: Annotated[float | None, typer.Option(
+        help="IQL variants: inverse temperature of the advantage weights [default: 3].")] = None,
     profile: Annotated[str, typer.Option(help="World-model profile: default or quick.")] = "default",
     dataset_steps: Annotated[
         int | None, typer.Option(help="Generate (and cache) a random dataset of this many steps instead of 1M.")
@@ -223,6 +227,7 @@ def train_command(
 
     Rerunning the same command resumes from the run folder's last checkpoint.
     """
+    from adept_env.agents.iql import IQLConfig
     from adept_env.data.dataset import DatasetUnavailableError, load_dataset
     from adept_env.data.hdf5 import DatasetFileError
     from adept_env.loop import TrainConfig, train
@@ -232,10 +237,14 @@ def train_command(
 
         torch.set_num_threads(threads)
     try:
+        iql_settings = {k: v for k, v in {"expectile": expectile, "beta": beta}.items() if v is not None}
+        if iql_settings and algo.endswith("sac"):
+            raise ValueError(f"--expectile and --beta set IQL; {algo} does not use them")
         config = TrainConfig(algo=algo, updates=budget, seed=seed, eval_every=min(eval_every, budget),
                              eval_episodes=eval_episodes, real_ratio=real_ratio, penalty=penalty, horizon=horizon,
                              use_penalty=not no_penalty, refit_every=refit_every, profile=profile,
-                             policy_average=policy_average, sac_critics=critics)
+                             policy_average=policy_average, sac_critics=critics,
+                             iql=IQLConfig(**iql_settings))
         if dataset_steps is not None:
             from adept_env.data.dataset import default_path
             from adept_env.data.generate import make_dataset

@@ -50,6 +50,15 @@ class IQLConfig:
     seed: int = 0
     """Seed of the network initialisation and the actor's sampling."""
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.expectile < 1.0:
+            raise ValueError(f"IQL expectile must be in (0, 1), got {self.expectile}")
+        if self.beta <= 0.0:
+            raise ValueError(f"IQL beta must be > 0, got {self.beta}")
+        for name in ("hidden", "max_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"IQL {name} must be >= 1, got {getattr(self, name)}")
+
 
 def mlp(inp: int, out: int, hidden: int, final: nn.Module | None = None) -> nn.Sequential:
     """Return a two-hidden-layer ReLU MLP."""

@@ -167,6 +167,31 @@ def test_policy_average_settings_are_checked(algo: str, rate: float, needle: str
         TrainConfig(algo=algo, policy_average=rate)
 
 
+@pytest.mark.parametrize(("settings", "needle"), [({"expectile": 1.0}, r"expectile must be in \(0, 1\)"),
+                                                ({"beta": 0.0}, "beta must be > 0"), ({"hidden": 0}, "hidden")])
+def test_iql_settings_are_checked(settings: dict[str, float], needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        IQLConfig(**settings)
+
+
+def test_cli_sets_iql_hyper_parameters(small_datasets: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from adept_env.cli import app
+
+    common = ["train", str(small_datasets["hopper"]), "--budget", "20", "--eval-episodes", "1", "--no-progress"]
+    result = CliRunner().invoke(app, [*common, "--algo", "iql", "--beta", "10", "--expectile", "0.9",
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["iql"]
+    assert (saved["beta"], saved["expectile"], saved["hidden"]) == (10.0, 0.9, 256)
+    refused = CliRunner().invoke(app, [*common, "--algo", "sac", "--beta", "10", "--out", str(tmp_path / "sac")])
+    assert refused.exit_code == 2 and "sac does not use them" in refused.output
+    assert not (tmp_path / "sac").exists()
+    bad = CliRunner().invoke(app, [*common, "--algo", "iql", "--expectile", "1.5", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "expectile must be in (0, 1)" in bad.output
+
+
 def test_resuming_with_other_settings_is_refused(small_datasets: dict[str, Path], tmp_path: Path) -> None:
     from adept_env.loop import RunMismatchError
 
