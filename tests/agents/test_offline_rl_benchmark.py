@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from adept_env.benchmarks.offline_rl import run
+from adept_env.benchmarks.offline_rl import run, wall_seconds
 from adept_env.data.dataset import default_path
 
 
@@ -29,3 +29,9 @@ def test_offline_rl_benchmark_writes_table_curves_and_json(small_datasets: dict[
     again = run("hopper-random", algos=("iql",), seeds=(0,), updates=60, eval_every=30, eval_episodes=1,
                 out=out, progress=False)
     assert "| iql |" in again
+
+
+def test_wall_time_adds_up_the_calls_of_a_resumed_run() -> None:
+    curve = [{"seconds": 100.0}, {"seconds": 250.0}, {"seconds": 40.0}, {"seconds": 90.0}]  # resumed after row 2
+    assert wall_seconds(curve) == 340.0
+    assert wall_seconds(curve[:2]) == 250.0
