@@ -78,7 +78,10 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
         lines.append(f"| {algo} | {finals.mean():.1f} ± {finals.std():.1f} | {per_seed} | {last3:.1f} | {minutes} |")
         x = [c["update"] for c in rows[0]["curve"]]
         y = np.mean([[c["score_mean"] for c in r["curve"]] for r in rows], axis=0)
-        ax.plot(x, y, marker="o", label=algo)
+        (line,) = ax.plot(x, y, marker="o", label=algo if len(rows) == 1 else f"{algo} (mean of {len(rows)} seeds)")
+        if len(rows) > 1:  # each seed faintly behind the mean: the mean alone hides swings
+            for r in rows:
+                ax.plot(x, [c["score_mean"] for c in r["curve"]], color=line.get_color(), alpha=0.3, lw=1)
     ax.set_xlabel("agent updates")
     ax.set_ylabel("D4RL-normalised score (real MuJoCo)")
     ax.set_title(dataset_name)
