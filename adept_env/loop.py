@@ -247,6 +247,12 @@ def _core(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progress:
     return WorldModelCore(dataset, model, env_config)
 
 
+def _model_columns(core: Any) -> dict[str, float]:
+    """The world model's columns of a curve row (zeros for the real-data-only algorithms)."""
+    return {"model_version": core.model_version if core else 0,
+            "refits_kept_start": core.refits_kept_start() if core else 0}
+
+
 def train(dataset: OfflineDataset, config: TrainConfig, run_dir: str | Path, progress: bool = True,
           resume: bool = True, on_eval: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
     """Train ``config.algo`` on ``dataset``; evaluate in the real simulator; checkpoint into ``run_dir``.
@@ -320,9 +326,7 @@ def _train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, prog
         if done % config.eval_every == 0 or done == config.updates:
             episodes = max(config.eval_episodes, 10) if done == config.updates else config.eval_episodes
             result = evaluate(agent, dataset.task, episodes=episodes, seed=config.seed * 1000 + done)
-            extra = {"model_version": core.model_version if core else 0,
-                     "refits_kept_start": core.refits_kept_start() if core else 0,
-                     "seconds": time.perf_counter() - started}
+            extra = {**_model_columns(core), "seconds": time.perf_counter() - started}
             log.evaluation(done, result, extra)
             bar.set_postfix(score=f"{result.score_mean:.1f}")
             if on_eval:

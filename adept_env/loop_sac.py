@@ -103,7 +103,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
     is not kept across an interruption (it is refilled by rollouts).
     """
     from adept_env.data.train_behavior import load_sac_training_state, sac_training_state
-    from adept_env.loop import RunLog, TrainResult, _core
+    from adept_env.loop import RunLog, TrainResult, _core, _model_columns
     from adept_env.sb3 import MixedReplayBuffer, PolicySync, WorldModelVecEnv
     from adept_env.sim import make_real_env
 
@@ -146,8 +146,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         final = total >= config.updates
         episodes = max(config.eval_episodes, 10) if final else config.eval_episodes
         seed = config.seed * 1000 + total
-        extra = {"model_version": core.model_version if core else 0,
-                 "refits_kept_start": core.refits_kept_start() if core else 0}
+        extra = _model_columns(core)
         if average is not None:  # the average is what counts; the raw actor's score is kept beside it
             raw = evaluate(model, dataset.task, episodes=episodes, seed=seed)
             extra.update(raw_score_mean=raw.score_mean, raw_score_std=raw.score_std)
