@@ -210,6 +210,11 @@ def train_command(
     policy_average: Annotated[float, typer.Option(
         help="SAC variants: evaluate and save a moving average of the actor, updated by this fraction per update "
              "(e.g. 0.001); 0: off.")] = 0.0,
+    value_penalty: Annotated[float, typer.Option(
+        help="Model variants: beta of a MOBILE-style penalty r - beta * std of the agent's value over the model's "
+             "next-state draws (use with --penalty 0); 0: off.", min=0.0)] = 0.0,
+    value_samples: Annotated[int, typer.Option(help="Next-state draws per model step for --value-penalty.",
+                                               min=2)] = 8,
     expectile: Annotated[float | None, typer.Option(
         help="IQL variants: expectile of the value loss [default: 0.7, CORL's locomotion setting].")] = None,
     beta: Annotated[float | None, typer.Option(
@@ -244,6 +249,7 @@ def train_command(
                              eval_episodes=eval_episodes, real_ratio=real_ratio, penalty=penalty, horizon=horizon,
                              use_penalty=not no_penalty, refit_every=refit_every, profile=profile,
                              policy_average=policy_average, sac_critics=critics,
+                             value_penalty=value_penalty, value_samples=value_samples,
                              iql=IQLConfig(**iql_settings))
         if dataset_steps is not None:
             from adept_env.data.dataset import default_path

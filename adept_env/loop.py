@@ -66,6 +66,13 @@ class TrainConfig:
     updated by this fraction after every gradient update (time constant 1 / rate updates);
     evaluations and the saved policy then use the average, and each curve row also reports the
     raw actor's score (``raw_score_mean``). 0: off."""
+    value_penalty: float = 0.0
+    """Model variants: beta of a MOBILE-style Bellman-inconsistency penalty on synthetic transitions,
+    ``r - beta * std_k V(s'_k)`` over the world model's K draws of the next state, with the agent's
+    own value (SAC: min of the target critics at a' ~ pi(s'); IQL: its value network). Usually
+    with ``penalty`` 0, as in MOBILE. 0: off."""
+    value_samples: int = 8
+    """K next-state draws per model step when ``value_penalty`` > 0 (the std needs K >= 2)."""
     eval_every: int = 10_000
     """Updates between real-simulator evaluations (and checkpoints)."""
     eval_episodes: int = 5
@@ -84,6 +91,12 @@ class TrainConfig:
             raise ValueError(f"real_ratio must be in [0, 1], got {self.real_ratio}")
         if not 0.0 <= self.policy_average < 1.0:
             raise ValueError(f"policy_average must be in [0, 1), got {self.policy_average}")
+        if self.value_penalty < 0:
+            raise ValueError(f"value_penalty must be >= 0, got {self.value_penalty}")
+        if self.value_penalty and not self.uses_model:
+            raise ValueError(f"value_penalty applies to the world-model variants, not {self.algo}")
+        if self.value_samples < 2:
+            raise ValueError(f"value_samples must be >= 2, got {self.value_samples}")
         if self.policy_average and not self.algo.endswith("sac"):
             raise ValueError(f"policy_average applies to the SAC variants, not {self.algo}")
         for name in ("updates", "batch_size", "rollout_every", "rollout_batch", "horizon", "eval_every",
@@ -121,28 +134,49 @@ def reward_scale(dataset: OfflineDataset) -> float:
 
 
 class SyntheticBuffer:
-    """A FIFO ring of synthetic transitions (numpy)."""
+    """A FIFO ring of synthetic transitions (numpy); with ``draws`` K > 0 it also keeps the world
+    model's K draws of each next state (for the value penalty)."""
 
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int) -> None:
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, draws: int = 0) -> None:
         self.capacity, self.size, self.pos = capacity, 0, 0
         self.obs = np.zeros((capacity, obs_dim), np.float32)
         self.act = np.zeros((capacity, act_dim), np.float32)
         self.rew = np.zeros(capacity, np.float32)
         self.next_obs = np.zeros((capacity, obs_dim), np.float32)
         self.done = np.zeros(capacity, np.float32)
+        self.draws = np.zeros((capacity, draws, obs_dim), np.float32) if draws else None
 
-    def add(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, next_obs: np.ndarray, done: np.ndarray) -> None:
+    def add(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, next_obs: np.ndarray, done: np.ndarray,
+            draws: np.ndarray | None = None) -> None:
+        """Append transitions; ``draws`` (n, K, obs_dim) is required when the buffer keeps draws."""
         n = min(len(obs), self.capacity)
         idx = (self.pos + np.arange(n)) % self.capacity
-        for array, values in ((self.obs, obs), (self.act, act), (self.rew, rew), (self.next_obs, next_obs),
-                              (self.done, done)):
+        columns = [(self.obs, obs), (self.act, act), (self.rew, rew), (self.next_obs, next_obs), (self.done, done)]
+        if self.draws is not None:
+            if draws is None or draws.shape[1:] != self.draws.shape[1:]:
+                raise ValueError(f"this buffer keeps {self.draws.shape[1]} draws per next state; got "
+                                 f"{None if draws is None else draws.shape}")
+            columns.append((self.draws, draws))
+        for array, values in columns:
             array[idx] = values[-n:]
         self.pos = int((self.pos + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """Return (obs, act, rew, next_obs, done), plus the draws when the buffer keeps them."""
         idx = rng.integers(0, self.size, size=n)
-        return self.obs[idx], self.act[idx], self.rew[idx], self.next_obs[idx], self.done[idx]
+        picked = (self.obs[idx], self.act[idx], self.rew[idx], self.next_obs[idx], self.done[idx])
+        return picked if self.draws is None else (*picked, self.draws[idx])
+
+
+def value_std(value: Any, draws: np.ndarray, task: Any) -> np.ndarray:
+    """Std over the K draws of ``(1 - done_k) * V(s'_k)``: draws (B, K, D) -> (B,) (MOBILE's penalty for IQL)."""
+    n, k, dim = draws.shape
+    flat = draws.reshape(n * k, dim)
+    alive = (~task.is_terminated(flat)).astype(np.float32)
+    with torch.no_grad():
+        v = value(torch.as_tensor(flat)).squeeze(-1).numpy()
+    return (v * alive).reshape(n, k).std(axis=1, ddof=1)
 
 
 def _rollouts(core: Any, agent: IQL, n: int, horizon: int, rng: np.random.Generator, buffer: SyntheticBuffer,
@@ -159,8 +193,9 @@ def _rollouts(core: Any, agent: IQL, n: int, horizon: int, rng: np.random.Genera
         actions[alive] = agent.actor.act(obs[alive], deterministic=False)
         out = episodes.step(actions, rng, mask=alive)
         idx = np.flatnonzero(alive)
+        draws = None if buffer.draws is None else out.batch.samples.transpose(1, 0, 2)  # (B, K, D)
         buffer.add(obs[idx], actions[idx], out.rewards[idx] * scale, out.observations[idx],
-                   out.terminated[idx].astype(np.float32))
+                   out.terminated[idx].astype(np.float32), draws)
         uncertainty.append(out.batch.uncertainty.mean())
         obs = out.observations
         alive &= ~out.terminated
@@ -170,14 +205,21 @@ def _rollouts(core: Any, agent: IQL, n: int, horizon: int, rng: np.random.Genera
 
 
 def _batch(dataset: OfflineDataset, synthetic: SyntheticBuffer | None, config: TrainConfig,
-           rng: np.random.Generator, scale: float) -> dict[str, torch.Tensor]:
+           rng: np.random.Generator, scale: float, agent: IQL | None = None,
+           metrics: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
     n_real = config.batch_size if synthetic is None or synthetic.size == 0 else round(
         config.batch_size * config.real_ratio)
     idx = rng.integers(0, len(dataset), size=n_real)
     parts = [(dataset.observations[idx], dataset.actions[idx], dataset.rewards[idx] * scale,
               dataset.next_observations[idx], dataset.terminals[idx].astype(np.float32))]
     if n_real < config.batch_size and synthetic is not None:
-        parts.append(synthetic.sample(config.batch_size - n_real, rng))
+        obs, act, rew, nxt, done, *draws = synthetic.sample(config.batch_size - n_real, rng)
+        if draws and agent is not None and config.value_penalty:
+            penalty = value_std(agent.value, draws[0], dataset.task)
+            rew = rew - np.float32(config.value_penalty) * penalty
+            if metrics is not None:
+                metrics["value_penalty_mean"] = float(penalty.mean())
+        parts.append((obs, act, rew, nxt, done))
     keys = ("observations", "actions", "rewards", "next_observations", "dones")
     return {k: torch.as_tensor(np.concatenate([p[i] for p in parts]).astype(np.float32))
             for i, k in enumerate(keys)}
@@ -243,7 +285,8 @@ def _core(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progress:
     model = load_or_train(dataset, config.profile, str(saved) if saved.exists() else None, progress=progress,
                           seed=config.seed)
     env_config = EnvConfig(horizon=config.horizon, penalty=config.penalty if config.use_penalty else 0.0,
-                           profile=config.profile, refit_steps=config.refit_steps)
+                           profile=config.profile, refit_steps=config.refit_steps,
+                           n_samples=config.value_samples if config.value_penalty else None)
     return WorldModelCore(dataset, model, env_config)
 
 
@@ -303,7 +346,8 @@ def _train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, prog
         state = json.loads((run_dir / "progress.json").read_text())
         start_step, log.curve = int(state["update"]), list(state["curve"])
     core = _core(dataset, config, run_dir, progress) if config.uses_model else None
-    synthetic = SyntheticBuffer(config.synthetic_capacity, dataset.obs_dim, dataset.act_dim) if core else None
+    draws = config.value_samples if config.value_penalty else 0
+    synthetic = SyntheticBuffer(config.synthetic_capacity, dataset.obs_dim, dataset.act_dim, draws) if core else None
     scale = reward_scale(dataset)
     rng = np.random.default_rng(config.seed + start_step)
     started = time.perf_counter()
@@ -317,7 +361,7 @@ def _train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, prog
             core.update_policy(agent)
             job = core.refit(blocking=False)
             metrics["refit/ess_fraction"] = job.ess_fraction
-        metrics.update(agent.update(_batch(dataset, synthetic, config, rng, scale)))
+        metrics.update(agent.update(_batch(dataset, synthetic, config, rng, scale, agent, metrics)))
         done = step + 1
         if done % 1000 == 0:
             log.scalars({f"train/{k}": v for k, v in metrics.items()}, done)
@@ -327,6 +371,8 @@ def _train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, prog
             episodes = max(config.eval_episodes, 10) if done == config.updates else config.eval_episodes
             result = evaluate(agent, dataset.task, episodes=episodes, seed=config.seed * 1000 + done)
             extra = {**_model_columns(core), "seconds": time.perf_counter() - started}
+            if config.value_penalty:
+                extra["value_penalty_mean"] = metrics.get("value_penalty_mean", 0.0)
             log.evaluation(done, result, extra)
             bar.set_postfix(score=f"{result.score_mean:.1f}")
             if on_eval:

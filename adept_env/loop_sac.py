@@ -122,8 +122,10 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         model = SAC("MlpPolicy", env, batch_size=config.batch_size, learning_starts=min(5_000, config.updates // 10),
                     policy_kwargs={"n_critics": config.sac_critics},
                     replay_buffer_class=MixedReplayBuffer,
-                    replay_buffer_kwargs={"dataset": dataset, "real_ratio": config.real_ratio},
+                    replay_buffer_kwargs={"dataset": dataset, "real_ratio": config.real_ratio,
+                                          "value_penalty": config.value_penalty},
                     seed=config.seed, device="cpu")
+        model.replay_buffer.attach(model)
     else:
         env = make_real_env(dataset.task.env_id)  # only its spaces are used: never stepped
         model = SAC("MlpPolicy", env, batch_size=config.batch_size, seed=config.seed, device="cpu",
@@ -147,6 +149,8 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         episodes = max(config.eval_episodes, 10) if final else config.eval_episodes
         seed = config.seed * 1000 + total
         extra = _model_columns(core)
+        if config.value_penalty:
+            extra["value_penalty_mean"] = model.replay_buffer.penalty_mean
         if average is not None:  # the average is what counts; the raw actor's score is kept beside it
             raw = evaluate(model, dataset.task, episodes=episodes, seed=seed)
             extra.update(raw_score_mean=raw.score_mean, raw_score_std=raw.score_std)

@@ -62,6 +62,8 @@ class WorldModelVecEnv(VecEnv):
                 "halted": bool(out.batch.halted[i]),
                 "model_version": out.batch.model_version,
             }
+            if out.batch.samples is not None:  # the K draws of s': MixedReplayBuffer's value penalty
+                info["next_samples"] = out.batch.samples[:, i]
             if dones[i]:
                 info["terminal_observation"] = out.observations[i]
                 info["TimeLimit.truncated"] = bool(out.truncated[i] and not out.terminated[i])
@@ -155,12 +157,21 @@ class MixedReplayBuffer(ReplayBuffer):
     ``real_ratio`` of each batch comes from ``dataset`` (an OfflineDataset or a dataset name),
     the rest from what the agent collected in the world model. Pass it to SB3 as
     ``SAC(..., replay_buffer_class=MixedReplayBuffer, replay_buffer_kwargs={"dataset": ds, "real_ratio": 0.5})``.
+
+    ``value_penalty`` beta > 0 adds a MOBILE-style Bellman-inconsistency penalty (Sun et al., 2023)
+    to the synthetic transitions: the buffer keeps the world model's K draws of each next state
+    (``infos[i]["next_samples"]``, K >= 2) and a sampled batch's reward becomes
+    ``r - beta * std_k[(1 - done_k) * min_j Q'_j(s'_k, a'_k)]`` with the agent's target critics and
+    a'_k its deterministic action at s'_k: the disagreement of the Bellman targets the model's
+    draws imply. (MOBILE samples a'_k and averages over several draws per ensemble member; with
+    one action per draw, sampling would add the policy's own noise to the std.) Real transitions
+    are not penalised. Call ``attach(model)`` with the SAC model before training.
     """
 
     def __init__(self, buffer_size: int, observation_space: gym.spaces.Space, action_space: gym.spaces.Space,
                  device: torch.device | str = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
                  handle_timeout_termination: bool = True, *, dataset: OfflineDataset | str,
-                 real_ratio: float = 0.5) -> None:
+                 real_ratio: float = 0.5, value_penalty: float = 0.0) -> None:
         super().__init__(buffer_size, observation_space, action_space, device, n_envs=n_envs,
                          optimize_memory_usage=optimize_memory_usage,
                          handle_timeout_termination=handle_timeout_termination)
@@ -173,6 +184,65 @@ class MixedReplayBuffer(ReplayBuffer):
                 f"the env's {observation_space.shape}"
             )
         self.real_ratio = real_ratio
+        if value_penalty < 0:
+            raise ValueError(f"value_penalty must be >= 0, got {value_penalty}")
+        self.value_penalty = float(value_penalty)
+        self.next_samples: np.ndarray | None = None
+        """(buffer_size, n_envs, K, obs_dim): the model's draws of each stored next state."""
+        self.penalty_mean = 0.0
+        """Mean value penalty (before beta) of the last penalised batch."""
+        self._policy: Any = None
+        self._is_terminated = self.dataset.task.is_terminated
+
+    def attach(self, model: Any) -> None:
+        """Give the buffer the SAC model whose actor and target critics score the draws."""
+        self._policy = model.policy
+
+    def add(self, obs: np.ndarray, next_obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
+            done: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        pos = self.pos
+        super().add(obs, next_obs, action, reward, done, infos)
+        if not self.value_penalty:
+            return
+        if any("next_samples" not in info for info in infos):
+            raise ValueError("value_penalty needs the world model's draws in infos['next_samples'] "
+                             "(WorldModelVecEnv gives them)")
+        draws = np.stack([np.asarray(info["next_samples"], np.float32) for info in infos])  # (n_envs, K, D)
+        if draws.ndim != 3 or draws.shape[1] < 2:
+            raise ValueError(f"value_penalty needs K >= 2 draws per next state, got shape {draws.shape[1:]}")
+        if self.next_samples is None:
+            self.next_samples = np.zeros((self.buffer_size, self.n_envs, *draws.shape[1:]), np.float32)
+        self.next_samples[pos] = draws
+
+    def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> ReplayBufferSamples:
+        if not self.value_penalty:
+            return super()._get_samples(batch_inds, env)
+        if self._policy is None:
+            raise RuntimeError("value_penalty > 0: call attach(model) before training")
+        env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        data = (
+            self.observations[batch_inds, env_indices],
+            self.actions[batch_inds, env_indices],
+            self.next_observations[batch_inds, env_indices],
+            (self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])).reshape(-1, 1),
+            self.rewards[batch_inds, env_indices].reshape(-1, 1),
+        )
+        samples = ReplayBufferSamples(*tuple(map(self.to_torch, data)))
+        penalty = self.bellman_std(self.next_samples[batch_inds, env_indices])
+        self.penalty_mean = float(penalty.mean())
+        rewards = samples.rewards - self.value_penalty * penalty.reshape(-1, 1).to(samples.rewards)
+        return samples._replace(rewards=rewards)
+
+    def bellman_std(self, draws: np.ndarray) -> torch.Tensor:
+        """Std over the K draws of ``(1 - done) * min_j Q'_j(s', pi(s'))``; draws (B, K, D) -> (B,)."""
+        n, k, dim = draws.shape
+        flat = draws.reshape(n * k, dim)
+        alive = torch.as_tensor(~self._is_terminated(flat), dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            states = torch.as_tensor(flat, device=self.device)
+            actions = self._policy.actor(states, deterministic=True)  # the std is then the model's alone
+            q = torch.cat(self._policy.critic_target(states, actions), dim=1).min(dim=1).values
+            return (q * alive).reshape(n, k).std(dim=1)
 
     def sample(self, batch_size: int, env: Any = None) -> ReplayBufferSamples:
         n_real = int(round(batch_size * self.real_ratio)) if self.size() > 0 else batch_size

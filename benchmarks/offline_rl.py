@@ -22,7 +22,10 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.add_argument("--penalty", type=float, default=1.0, help="uncertainty penalty lambda")
+    parser.add_argument("--value-penalty", type=float, default=0.0,
+                        help="beta of the MOBILE-style value penalty (world-model variants; 0: off)")
     parser.add_argument("--real-ratio", type=float, default=0.5, help="share of real transitions per batch")
     args = parser.parse_args()
     run(args.dataset, tuple(args.algos), tuple(args.seeds), args.updates, args.eval_every, args.eval_episodes,
-        args.profile, args.out, args.progress, args.threads, args.penalty, args.real_ratio)
+        args.profile, args.out, args.progress, args.threads, args.penalty, args.real_ratio,
+        args.value_penalty)

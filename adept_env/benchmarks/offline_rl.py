@@ -32,12 +32,13 @@ def wall_seconds(curve: list[dict]) -> float:
 def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql", "adept-iql"),
         seeds: tuple[int, ...] = (0,), updates: int = 50_000, eval_every: int = 10_000, eval_episodes: int = 5,
         profile: str = "default", out: Path = Path("runs/offline_rl"), progress: bool = True,
-        threads: int = 1, penalty: float = 1.0, real_ratio: float = 0.5) -> str:
+        threads: int = 1, penalty: float = 1.0, real_ratio: float = 0.5, value_penalty: float = 0.0) -> str:
     """Train every (algo, seed) on the dataset (resuming finished or cut runs); return the table.
 
     Writes ``out/results.md``, ``out/results.json`` and ``out/curves.png``. ``threads`` torch
     threads for every run (1: the fastest for these small networks on a shared 2-core machine).
-    ``penalty`` (lambda) and ``real_ratio`` apply to every algorithm that uses them. Beside the
+    ``penalty`` (lambda), ``value_penalty`` (beta, MOBILE-style) and ``real_ratio`` apply to every
+    algorithm that uses them (the penalties to the world-model variants only). Beside the
     final score the table gives the mean of the last three evaluations, a steadier read where
     scores swing from one evaluation to the next.
     """
@@ -56,16 +57,19 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
     results: dict[str, list[dict]] = {}
     for algo in algos:
         for seed in seeds:
+            uses_model = algo.startswith(("adept", "diff"))
             config = TrainConfig(algo=algo, updates=updates, eval_every=eval_every, eval_episodes=eval_episodes,
-                                 profile=profile, seed=seed, penalty=penalty, real_ratio=real_ratio)
+                                 profile=profile, seed=seed, penalty=penalty, real_ratio=real_ratio,
+                                 value_penalty=value_penalty if uses_model else 0.0)
             start = time.process_time()
             result = train(dataset, config, out / dataset_name / f"{algo}-s{seed}", progress=progress)
             results.setdefault(algo, []).append({
                 "seed": seed, "final_score": result.final.score_mean, "final_std": result.final.score_std,
                 "curve": result.curve, "cpu_seconds_this_call": time.process_time() - start,
                 "train_wall_seconds": wall_seconds(result.curve)})
-    lines = [f"{dataset_name}, {updates} agent updates, seeds {list(seeds)}, penalty {penalty:g}, real ratio "
-             f"{real_ratio:g}, CPU {cpu_model()}, {threads} torch thread(s), {_dt.date.today()}", "",
+    lines = [f"{dataset_name}, {updates} agent updates, seeds {list(seeds)}, penalty {penalty:g}, value penalty "
+             f"{value_penalty:g}, real ratio {real_ratio:g}, CPU {cpu_model()}, {threads} torch thread(s), "
+             f"{_dt.date.today()}", "",
              "| algorithm | final normalised score (mean over seeds ± std) | per seed | mean of the last 3 evaluations "
              "| wall minutes per seed (all resumes) |",
              "| --- | --- | --- | --- | --- |"]

@@ -35,6 +35,8 @@ class BatchStep:
     halted: np.ndarray
     """True where the episode ended because the uncertainty passed the threshold."""
     model_version: int
+    samples: np.ndarray | None = None
+    """(K, B, obs_dim) float32: the K next-observation draws behind ``next_observations``."""
 
 
 @dataclass
@@ -135,6 +137,7 @@ class WorldModelCore:
             terminated=terminated,
             halted=halted,
             model_version=version,
+            samples=None if getattr(pred, "samples", None) is None else np.asarray(pred.samples, np.float32),
         )
 
     # -- following the policy ---------------------------------------------------------------
