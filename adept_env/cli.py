@@ -219,6 +219,9 @@ def train_command(
         help="IQL variants: expectile of the value loss [default: 0.7, CORL's locomotion setting].")] = None,
     beta: Annotated[float | None, typer.Option(
         help="IQL variants: inverse temperature of the advantage weights [default: 3].")] = None,
+    raw_states: Annotated[bool, typer.Option(
+        "--raw-states", help="IQL variants: feed raw observations instead of standardising them by the "
+                             "dataset's mean and std (CORL's default, and ours).")] = False,
     profile: Annotated[str, typer.Option(help="World-model profile: default or quick.")] = "default",
     dataset_steps: Annotated[
         int | None, typer.Option(help="Generate (and cache) a random dataset of this many steps instead of 1M.")
@@ -243,8 +246,10 @@ def train_command(
         torch.set_num_threads(threads)
     try:
         iql_settings = {k: v for k, v in {"expectile": expectile, "beta": beta}.items() if v is not None}
+        if raw_states:
+            iql_settings["normalize_states"] = False
         if iql_settings and algo.endswith("sac"):
-            raise ValueError(f"--expectile and --beta set IQL; {algo} does not use them")
+            raise ValueError(f"--expectile, --beta and --raw-states set IQL; {algo} does not use them")
         config = TrainConfig(algo=algo, updates=budget, seed=seed, eval_every=min(eval_every, budget),
                              eval_episodes=eval_episodes, real_ratio=real_ratio, penalty=penalty, horizon=horizon,
                              use_penalty=not no_penalty, refit_every=refit_every, profile=profile,

@@ -338,6 +338,8 @@ def _train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, prog
                on_eval: Callable[[dict[str, float]], None] | None) -> TrainResult:
     iql_config = IQLConfig(**{**asdict(config.iql), "max_steps": config.updates, "seed": config.seed})
     agent = IQL(dataset.obs_dim, dataset.act_dim, iql_config)
+    if iql_config.normalize_states:
+        agent.set_state_normalizer(dataset.observations.mean(0), dataset.observations.std(0))
     log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}")
     start_step = 0
     checkpoint = run_dir / "agent.safetensors"

@@ -49,6 +49,9 @@ class IQLConfig:
     """Updates the actor's learning-rate schedule spans."""
     seed: int = 0
     """Seed of the network initialisation and the actor's sampling."""
+    normalize_states: bool = True
+    """Standardise observations by the dataset's mean and std (+ 1e-3) inside every network, as
+    CORL's IQL does; the agent's inputs and outputs stay in environment units."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.expectile < 1.0:
@@ -60,10 +63,22 @@ class IQLConfig:
                 raise ValueError(f"IQL {name} must be >= 1, got {getattr(self, name)}")
 
 
+class Standardize(nn.Module):
+    """(x - mean) / std with fixed buffers (identity until set): inputs stay in dataset units outside."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 def mlp(inp: int, out: int, hidden: int, final: nn.Module | None = None) -> nn.Sequential:
-    """Return a two-hidden-layer ReLU MLP."""
-    layers: list[nn.Module] = [nn.Linear(inp, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                               nn.Linear(hidden, out)]
+    """Return a two-hidden-layer ReLU MLP whose first layer standardises its input (identity until set)."""
+    layers: list[nn.Module] = [Standardize(inp), nn.Linear(inp, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                               nn.ReLU(), nn.Linear(hidden, out)]
     if final is not None:
         layers.append(final)
     return nn.Sequential(*layers)
@@ -120,6 +135,24 @@ class IQL:
         self.v_opt = torch.optim.Adam(self.value.parameters(), lr=c.critic_lr)
         self.actor_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_opt, c.max_steps)
         self.steps = 0
+
+    def set_state_normalizer(self, mean: np.ndarray, std: np.ndarray, eps: float = 1e-3) -> None:
+        """Standardise observations by ``mean`` and ``std + eps`` in every network (CORL's IQL)."""
+        mean_t = torch.as_tensor(np.asarray(mean, np.float32))
+        std_t = torch.as_tensor(np.asarray(std, np.float32)) + eps
+        if mean_t.shape != (self.obs_dim,) or std_t.shape != (self.obs_dim,):
+            raise ValueError(f"state mean and std must have shape ({self.obs_dim},), got {mean_t.shape} and "
+                             f"{std_t.shape}")
+        if not torch.all(torch.isfinite(mean_t)) or not torch.all(torch.isfinite(std_t)):
+            raise ValueError("state mean and std must be finite")
+        zeros, ones = torch.zeros(self.act_dim), torch.ones(self.act_dim)
+        with torch.no_grad():
+            for net in (self.actor.net, self.value):
+                net[0].mean.copy_(mean_t)
+                net[0].std.copy_(std_t)
+            for net in (self.q1, self.q2, self.q1_target, self.q2_target):  # inputs are (s, a): a is left as is
+                net[0].mean.copy_(torch.cat([mean_t, zeros]))
+                net[0].std.copy_(torch.cat([std_t, ones]))
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step on each network from a batch with keys observations, actions,

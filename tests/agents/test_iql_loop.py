@@ -59,6 +59,28 @@ def test_iql_checkpoint_round_trip(tmp_path: Path) -> None:
         IQL(5, 2, IQLConfig(hidden=16)).load(tmp_path / "agent.safetensors")
 
 
+def test_iql_standardises_states_inside_its_networks(tmp_path: Path) -> None:
+    plain = IQL(3, 2, IQLConfig(hidden=16, seed=4))
+    agent = IQL(3, 2, IQLConfig(hidden=16, seed=4))  # the same weights
+    mean, std = np.array([1.0, -2.0, 10.0]), np.array([0.5, 2.0, 40.0])
+    agent.set_state_normalizer(mean, std)
+    obs = torch.randn(8, 3) * torch.as_tensor(std, dtype=torch.float32) + torch.as_tensor(mean, dtype=torch.float32)
+    act = torch.rand(8, 2) * 2 - 1
+    scaled = (obs - torch.as_tensor(mean, dtype=torch.float32)) / torch.as_tensor(std + 1e-3, dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(agent.value(obs), plain.value(scaled))
+        torch.testing.assert_close(agent.q1(torch.cat([obs, act], -1)), plain.q1(torch.cat([scaled, act], -1)))
+        torch.testing.assert_close(agent.q2_target(torch.cat([obs, act], -1)),
+                                   plain.q2_target(torch.cat([scaled, act], -1)))
+    np.testing.assert_allclose(agent.act(obs.numpy()), plain.act(scaled.numpy()), atol=1e-6)
+    agent.save(tmp_path / "agent.safetensors")  # the statistics travel with the checkpoint
+    restored = IQL(3, 2, IQLConfig(hidden=16, seed=9))
+    restored.load(tmp_path / "agent.safetensors")
+    np.testing.assert_allclose(restored.act(obs.numpy()), agent.act(obs.numpy()), atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        agent.set_state_normalizer(np.zeros(2), np.ones(2))
+
+
 def test_evaluation_of_a_fixed_policy_is_reproducible() -> None:
     policy = lambda obs: np.full(3, 0.3, np.float32)  # noqa: E731
     a = evaluate(policy, "hopper", episodes=2, seed=5)
