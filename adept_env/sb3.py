@@ -25,6 +25,7 @@ class WorldModelVecEnv(VecEnv):
 
     SB3 semantics: a finished episode is reset in the same step; its last observation is in
     ``infos[i]["terminal_observation"]`` and a horizon cut sets ``infos[i]["TimeLimit.truncated"]``.
+    ``infos[i]["next_samples"]`` holds the model's K draws of that next state (K, obs_dim).
     """
 
     def __init__(self, dataset: str | OfflineDataset = "halfcheetah-random", num_envs: int = 1, *,

@@ -27,8 +27,9 @@ class WorldModelEnv(gym.Env):
 
     Reward is r - penalty * u (u: spread of K model draws); an episode is truncated at
     ``horizon`` steps and terminated by the task's termination function or when u passes
-    ``uncertainty_threshold``. ``info`` carries ``raw_reward``, ``uncertainty``, ``halted`` and
-    ``model_version``.
+    ``uncertainty_threshold``. ``info`` carries ``raw_reward``, ``uncertainty``, ``halted``,
+    ``model_version`` and ``next_samples``: the model's K draws of the next observation (K, obs_dim),
+    whose mean is the observation returned (K: the ``n_samples`` option).
     """
 
     metadata = {"render_modes": []}
@@ -60,6 +61,8 @@ class WorldModelEnv(gym.Env):
             "halted": bool(out.batch.halted[0]),
             "model_version": out.batch.model_version,
         }
+        if out.batch.samples is not None:  # (K, obs_dim): the draws whose mean is the observation
+            info["next_samples"] = out.batch.samples[:, 0]
         return out.observations[0], float(out.rewards[0]), terminated, truncated, info
 
     # -- following the agent ----------------------------------------------------------------

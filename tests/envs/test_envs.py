@@ -79,6 +79,9 @@ def test_penalty_horizon_and_info(make_core) -> None:
         assert obs.dtype == np.float32 and obs.shape == (17,)
         assert reward == pytest.approx(info["raw_reward"] - 2.0 * info["uncertainty"], abs=1e-5)
         assert info["uncertainty"] > 0 and info["model_version"] == 0
+        draws = info["next_samples"]
+        assert draws.shape[1:] == (17,) and len(draws) >= 2  # the K draws behind obs
+        np.testing.assert_allclose(draws.mean(0), obs, atol=1e-5)
         assert truncated == (t == 2) and not terminated
     with pytest.raises(gym.error.ResetNeeded):
         env.step(env.action_space.sample())
