@@ -24,8 +24,10 @@ if __name__ == "__main__":
     parser.add_argument("--penalty", type=float, default=1.0, help="uncertainty penalty lambda")
     parser.add_argument("--value-penalty", type=float, default=0.0,
                         help="beta of the MOBILE-style value penalty (world-model variants; 0: off)")
+    parser.add_argument("--raw-states", dest="normalize_states", action="store_false",
+                        help="IQL variants: raw observations (no standardisation), as before 2026-11-27")
     parser.add_argument("--real-ratio", type=float, default=0.5, help="share of real transitions per batch")
     args = parser.parse_args()
     run(args.dataset, tuple(args.algos), tuple(args.seeds), args.updates, args.eval_every, args.eval_episodes,
         args.profile, args.out, args.progress, args.threads, args.penalty, args.real_ratio,
-        args.value_penalty)
+        args.value_penalty, args.normalize_states)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adept_env.agents.iql import IQLConfig
 from adept_env.benchmarks.system import cpu_model
 from adept_env.data.dataset import load_dataset
 from adept_env.loop import TrainConfig, train
@@ -32,13 +33,16 @@ def wall_seconds(curve: list[dict]) -> float:
 def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql", "adept-iql"),
         seeds: tuple[int, ...] = (0,), updates: int = 50_000, eval_every: int = 10_000, eval_episodes: int = 5,
         profile: str = "default", out: Path = Path("runs/offline_rl"), progress: bool = True,
-        threads: int = 1, penalty: float = 1.0, real_ratio: float = 0.5, value_penalty: float = 0.0) -> str:
+        threads: int = 1, penalty: float = 1.0, real_ratio: float = 0.5, value_penalty: float = 0.0,
+        normalize_states: bool = True) -> str:
     """Train every (algo, seed) on the dataset (resuming finished or cut runs); return the table.
 
     Writes ``out/results.md``, ``out/results.json`` and ``out/curves.png``. ``threads`` torch
     threads for every run (1: the fastest for these small networks on a shared 2-core machine).
     ``penalty`` (lambda), ``value_penalty`` (beta, MOBILE-style) and ``real_ratio`` apply to every
-    algorithm that uses them (the penalties to the world-model variants only). Beside the
+    algorithm that uses them (the penalties to the world-model variants only);
+    ``normalize_states=False`` feeds IQL raw observations (how figures before 2026-11-27's
+    second session were measured). Beside the
     final score the table gives the mean of the last three evaluations, a steadier read where
     scores swing from one evaluation to the next.
     """
@@ -60,7 +64,8 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
             uses_model = algo.startswith(("adept", "diff"))
             config = TrainConfig(algo=algo, updates=updates, eval_every=eval_every, eval_episodes=eval_episodes,
                                  profile=profile, seed=seed, penalty=penalty, real_ratio=real_ratio,
-                                 value_penalty=value_penalty if uses_model else 0.0)
+                                 value_penalty=value_penalty if uses_model else 0.0,
+                                 iql=IQLConfig(normalize_states=normalize_states))
             start = time.process_time()
             result = train(dataset, config, out / dataset_name / f"{algo}-s{seed}", progress=progress)
             results.setdefault(algo, []).append({
