@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from adept_env.benchmarks.offline_rl import run, wall_seconds
 from adept_env.data.dataset import default_path
 
@@ -35,3 +37,18 @@ def test_wall_time_adds_up_the_calls_of_a_resumed_run() -> None:
     curve = [{"seconds": 100.0}, {"seconds": 250.0}, {"seconds": 40.0}, {"seconds": 90.0}]  # resumed after row 2
     assert wall_seconds(curve) == 340.0
     assert wall_seconds(curve[:2]) == 250.0
+
+
+def test_compare_plots_runs_and_summarises_them(tmp_path: Path) -> None:
+    from adept_env.benchmarks.compare import compare
+
+    for name, scores in (("a", [1.0, 5.0, 3.0, 2.0]), ("b", [4.0, 4.0, 8.0, 6.0])):
+        curve = [{"update": 1000 * (i + 1), "score_mean": s} for i, s in enumerate(scores)]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "progress.json").write_text(json.dumps({"update": 4000, "curve": curve}))
+    table = compare({"first": tmp_path / "a", "second": tmp_path / "b"}, tmp_path / "fig.png", "t")
+    assert "| first | 1.0, 5.0, 3.0, 2.0 | 2.0 | 3.3 | 5.0 (2000) |" in table
+    assert "| second | 4.0, 4.0, 8.0, 6.0 | 6.0 | 6.0 | 8.0 (3000) |" in table
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileNotFoundError, match="no progress.json"):
+        compare({"x": tmp_path / "missing"}, tmp_path / "g.png")
