@@ -213,6 +213,9 @@ def train_command(
     value_penalty: Annotated[float, typer.Option(
         help="Model variants: beta of a MOBILE-style penalty r - beta * std of the agent's value over the model's "
              "next-state draws (use with --penalty 0); 0: off.", min=0.0)] = 0.0,
+    select_episodes: Annotated[int, typer.Option(
+        help="World-model variants: episodes in the model that score each checkpoint offline; the best is kept "
+             "and reported beside the final policy (0: off).", min=0)] = 20,
     value_samples: Annotated[int, typer.Option(help="Next-state draws per model step for --value-penalty.",
                                                min=2)] = 8,
     expectile: Annotated[float | None, typer.Option(
@@ -255,6 +258,7 @@ def train_command(
                              use_penalty=not no_penalty, refit_every=refit_every, profile=profile,
                              policy_average=policy_average, sac_critics=critics,
                              value_penalty=value_penalty, value_samples=value_samples,
+                             selection_episodes=select_episodes,
                              iql=IQLConfig(**iql_settings))
         if dataset_steps is not None:
             from adept_env.data.dataset import default_path
@@ -280,6 +284,11 @@ def train_command(
         _fail(str(exc))
     console.print(str(result.final))
     console.print(f"normalized_score={result.final.score_mean:.2f}")
+    if result.selected is not None:
+        kept = "policy_selected.safetensors" if algo.endswith("sac") else "agent_selected.safetensors"
+        console.print(f"model-selected checkpoint (best return in the world model): update "
+                      f"{result.selected['update']}, normalised score {result.selected['score_mean']:.1f} ± "
+                      f"{result.selected['score_std']:.1f}  ({run_dir / kept})")
     console.print(f"learning curve: {run_dir / 'learning_curve.png'}  (TensorBoard: {run_dir / 'tensorboard'})")
 
 

@@ -73,6 +73,11 @@ class TrainConfig:
     with ``penalty`` 0, as in MOBILE. 0: off."""
     value_samples: int = 8
     """K next-state draws per model step when ``value_penalty`` > 0 (the std needs K >= 2)."""
+    selection_episodes: int = 20
+    """Model variants: at every evaluation, also score the policy by its uncertainty-penalised return
+    in the world model over this many episodes (``model_return`` in the curve; no real-env access)
+    and keep the best-scoring checkpoint; the run then also reports that checkpoint's real score
+    (``TrainResult.selected``). 0: off."""
     eval_every: int = 10_000
     """Updates between real-simulator evaluations (and checkpoints)."""
     eval_episodes: int = 5
@@ -99,6 +104,8 @@ class TrainConfig:
             raise ValueError(f"value_samples must be >= 2, got {self.value_samples}")
         if self.policy_average and not self.algo.endswith("sac"):
             raise ValueError(f"policy_average applies to the SAC variants, not {self.algo}")
+        if self.selection_episodes < 0:
+            raise ValueError(f"selection_episodes must be >= 0, got {self.selection_episodes}")
         for name in ("updates", "batch_size", "rollout_every", "rollout_batch", "horizon", "eval_every",
                      "eval_episodes", "refit_every", "sac_envs", "sac_critics"):
             if getattr(self, name) < 1:
@@ -124,6 +131,9 @@ class TrainResult:
     final: EvalResult
     run_dir: Path
     agent: Any
+    selected: dict[str, float] | None = None
+    """The checkpoint with the best ``model_return`` (model variants): its update, model return and
+    real score (``score_mean``/``score_std``, evaluated like the final policy). None when off."""
 
 
 def reward_scale(dataset: OfflineDataset) -> float:
@@ -290,6 +300,32 @@ def _core(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progress:
     return WorldModelCore(dataset, model, env_config)
 
 
+def _model_return(core: Any, config: TrainConfig, act: Callable[[np.ndarray], np.ndarray]) -> float | None:
+    """The policy's penalised return in the current world model (None when selection is off)."""
+    if core is None or not config.selection_episodes:
+        return None
+    from adept_env.selection import model_return
+
+    return model_return(act, core.model, core.dataset, episodes=config.selection_episodes, seed=config.seed)
+
+
+def _selected(log: RunLog, config: TrainConfig, final: EvalResult,
+              evaluate_saved: Callable[[int, int], EvalResult]) -> dict[str, float] | None:
+    """The best-``model_return`` checkpoint's row, scored in the real env like the final policy;
+    ``evaluate_saved(episodes, seed)`` scores the kept checkpoint when it is not the last one."""
+    from adept_env.selection import best_row
+
+    row = best_row(log.curve)
+    if row is None:
+        return None
+    if row["update"] == log.curve[-1]["update"]:
+        result = final
+    else:
+        result = evaluate_saved(max(config.eval_episodes, 10), config.seed * 1000 + config.updates)
+    return {"update": row["update"], "model_return": row["model_return"], "score_mean": result.score_mean,
+            "score_std": result.score_std}
+
+
 def _model_columns(core: Any) -> dict[str, float]:
     """The world model's columns of a curve row (zeros for the real-data-only algorithms)."""
     return {"model_version": core.model_version if core else 0,
@@ -321,7 +357,7 @@ class RunMismatchError(ValueError):
     """A run folder holds a run made with other settings than the ones asked to resume it."""
 
 
-RESUMABLE_CHANGES = ("updates", "eval_every", "eval_episodes")
+RESUMABLE_CHANGES = ("updates", "eval_every", "eval_episodes", "selection_episodes")
 """Settings a resumed run may change (a longer budget, other evaluation points)."""
 
 
@@ -375,6 +411,13 @@ def _train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, prog
             extra = {**_model_columns(core), "seconds": time.perf_counter() - started}
             if config.value_penalty:
                 extra["value_penalty_mean"] = metrics.get("value_penalty_mean", 0.0)
+            estimate = _model_return(core, config, lambda o: agent.act(o, deterministic=True))
+            if estimate is not None:
+                from adept_env.selection import is_new_best
+
+                if is_new_best(log.curve, estimate):
+                    agent.save(run_dir / "agent_selected.safetensors")
+                extra["model_return"] = estimate
             log.evaluation(done, result, extra)
             bar.set_postfix(score=f"{result.score_mean:.1f}")
             if on_eval:
@@ -387,5 +430,14 @@ def _train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, prog
         core.wait_for_refits()
     final = result if config.updates > start_step else evaluate(agent, dataset.task, max(config.eval_episodes, 10),
                                                                  seed=config.seed * 1000 + config.updates)
+
+    def evaluate_saved(episodes: int, seed: int) -> EvalResult:
+        kept = IQL(dataset.obs_dim, dataset.act_dim, iql_config)
+        kept.load(run_dir / "agent_selected.safetensors")
+        return evaluate(kept, dataset.task, episodes=episodes, seed=seed)
+
+    selected = _selected(log, config, final, evaluate_saved)
+    if selected is not None:
+        log.save_progress({"update": config.updates, "algo": config.algo, "selected": selected})
     log.writer.close()
-    return TrainResult(log.curve, final, run_dir, agent)
+    return TrainResult(log.curve, final, run_dir, agent, selected)

@@ -23,10 +23,14 @@ from adept_env.data.dataset import OfflineDataset
 from adept_env.evaluation import evaluate
 
 
-def _save_policy(model: SAC, path: Path) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.policy.state_dict().items()}
+def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
+
+
+def _save_policy(model: SAC, path: Path) -> None:
+    _save_tensors(model.policy.state_dict(), path)
 
 
 def _dataset_buffer(dataset: OfflineDataset, model: SAC) -> ReplayBuffer:
@@ -71,10 +75,12 @@ class ActorAverage(BaseCallback):
         return True
 
     def act(self, observation: np.ndarray) -> np.ndarray:
+        """The averaged actor's deterministic action for one observation or a batch of them."""
+        batch = np.asarray(observation, np.float32)
         with torch.no_grad():
-            squashed = self.average(torch.as_tensor(observation[None], dtype=torch.float32), deterministic=True)
-        squashed = squashed[0].numpy()
-        return self._low + 0.5 * (squashed + 1.0) * (self._high - self._low)
+            squashed = self.average(torch.as_tensor(np.atleast_2d(batch)), deterministic=True).numpy()
+        actions = self._low + 0.5 * (squashed + 1.0) * (self._high - self._low)
+        return actions if batch.ndim > 1 else actions[0]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().contiguous() for k, v in self.average.state_dict().items()}
@@ -103,7 +109,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
     is not kept across an interruption (it is refilled by rollouts).
     """
     from adept_env.data.train_behavior import load_sac_training_state, sac_training_state
-    from adept_env.loop import RunLog, TrainResult, _core, _model_columns
+    from adept_env.loop import RunLog, TrainResult, _core, _model_columns, _model_return, _selected
     from adept_env.sb3 import MixedReplayBuffer, PolicySync, WorldModelVecEnv
     from adept_env.sim import make_real_env
 
@@ -138,6 +144,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
     elif start:  # a run from before training_state.pt: weights only, fresh optimisers
         model.policy.load_state_dict(load_file(str(checkpoint)))
     average_file = run_dir / "policy_average.safetensors"
+    selected_file = run_dir / "policy_selected.safetensors"
     average = None
     if config.policy_average:
         saved = load_file(str(average_file)) if start and average_file.exists() else None
@@ -158,6 +165,14 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
             log.scalars({"eval/raw_normalized_score": raw.score_mean}, total)
         else:
             result = evaluate(model, dataset.task, episodes=episodes, seed=seed)
+        estimate = _model_return(core, config, (lambda o: model.predict(o, deterministic=True)[0])
+                                 if average is None else average.act)
+        if estimate is not None:
+            from adept_env.selection import is_new_best
+
+            if is_new_best(log.curve, estimate):  # keep what is evaluated: the average when there is one
+                _save_tensors(model.policy.state_dict() if average is None else average.state_dict(), selected_file)
+            extra["model_return"] = estimate
         extra["seconds"] = time.perf_counter() - started
         log.evaluation(total, result, extra)
         if on_eval:
@@ -205,7 +220,19 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
     final = getattr(checkpoint_and_eval, "last", None) or evaluate(
         model if average is None else average.act, dataset.task, max(config.eval_episodes, 10),
         seed=config.seed * 1000 + config.updates)
+
+    def evaluate_saved(episodes: int, seed: int) -> Any:
+        saved = load_file(str(selected_file))
+        if average is not None:
+            return evaluate(ActorAverage(model, config.policy_average, saved).act, dataset.task, episodes, seed=seed)
+        kept = copy.deepcopy(model.policy)
+        kept.load_state_dict(saved)
+        return evaluate(kept, dataset.task, episodes, seed=seed)
+
+    selected = _selected(log, config, final, evaluate_saved)
+    if selected is not None:
+        log.save_progress({"update": config.updates, "algo": config.algo, "selected": selected})
     log.writer.close()
-    return TrainResult(log.curve, final, run_dir, model)
+    return TrainResult(log.curve, final, run_dir, model, selected)
 
 

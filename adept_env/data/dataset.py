@@ -74,6 +74,11 @@ class OfflineDataset:
         """Return each episode's undiscounted return (episodes end at terminals or timeouts)."""
         return episode_returns(self.rewards, self.terminals, self.timeouts)
 
+    def episode_starts(self) -> np.ndarray:
+        """Return the row index of each episode's first step (episodes end at terminals or timeouts)."""
+        ends = np.flatnonzero(self.terminals | self.timeouts)
+        return np.unique(np.concatenate([[0], ends[ends + 1 < len(self)] + 1])).astype(np.int64)
+
     def summary(self) -> dict[str, Any]:
         """Return sizes, episode statistics and normalised returns as plain Python values."""
         returns = self.episode_returns()

@@ -100,8 +100,7 @@ class WorldModelCore:
         self.policy: TargetPolicy | None = None
         self.policy_updates = 0
         self.jobs: list[RefitJob] = []
-        ends = np.flatnonzero(dataset.terminals | dataset.timeouts)
-        self._initial_index = np.unique(np.concatenate([[0], ends[ends + 1 < len(dataset)] + 1]))
+        self._initial_index = dataset.episode_starts()
 
     # -- stepping ---------------------------------------------------------------------------
     @property

@@ -1,0 +1,56 @@
+"""Offline checkpoint selection: score a policy by its return in the world model, not the real env.
+
+Scores of model-trained policies swing from one checkpoint to the next (BENCHMARKS.md, "Why the SAC
+runs swing"), and an offline user cannot ask the real simulator which checkpoint is good. The
+world model can give an estimate: the policy's deterministic episodes in the model from dataset
+episode starts, with the uncertainty-penalised reward. The training loop records it at every
+evaluation and keeps the checkpoint that scored best (``model_return`` in the curve rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from adept_env.data.dataset import OfflineDataset
+
+
+def model_return(act: Callable[[np.ndarray], np.ndarray], model: Any, dataset: OfflineDataset, episodes: int = 20,
+                 horizon: int = 1000, penalty: float = 1.0, seed: int = 0) -> float:
+    """Mean return of ``act`` (a batch of observations -> actions in [-1, 1]) in ``model``.
+
+    ``episodes`` episodes start from dataset episode starts (the same ones for a given seed) and
+    run until the task's termination function fires or ``horizon`` steps; the reward of each step
+    is ``r - penalty * uncertainty``. The model's draws use fixed seeds, so two policies are
+    compared on the same noise.
+    """
+    if episodes < 1 or horizon < 1:
+        raise ValueError(f"episodes and horizon must be >= 1, got {episodes} and {horizon}")
+    rng = np.random.default_rng(seed)
+    obs = dataset.observations[rng.choice(dataset.episode_starts(), size=episodes)].astype(np.float32)
+    alive = np.ones(episodes, bool)
+    total = np.zeros(episodes)
+    for t in range(horizon):
+        idx = np.flatnonzero(alive)
+        actions = np.clip(np.asarray(act(obs[idx]), np.float32).reshape(len(idx), -1), -1.0, 1.0)
+        pred = model.sample(obs[idx], actions, seed=seed * 1_000_003 + t)
+        total[idx] += pred.rewards - penalty * pred.uncertainty
+        obs[idx] = pred.next_observations
+        alive[idx] = ~pred.terminated
+        if not alive.any():
+            break
+    return float(total.mean())
+
+
+def best_row(curve: list[dict[str, float]]) -> dict[str, float] | None:
+    """The curve row with the highest ``model_return`` (the first of equals), or None if none has one."""
+    rows = [row for row in curve if "model_return" in row]
+    return max(rows, key=lambda row: row["model_return"]) if rows else None
+
+
+def is_new_best(curve: list[dict[str, float]], value: float) -> bool:
+    """True if ``value`` beats every ``model_return`` already in ``curve`` (the checkpoint to keep)."""
+    best = best_row(curve)
+    return best is None or value > best["model_return"]
