@@ -321,7 +321,10 @@ def _selected(log: RunLog, config: TrainConfig, final: EvalResult,
     if row["update"] == log.curve[-1]["update"]:
         result = final
     else:
-        result = evaluate_saved(max(config.eval_episodes, 10), config.seed * 1000 + config.updates)
+        try:
+            result = evaluate_saved(max(config.eval_episodes, 10), config.seed * 1000 + config.updates)
+        except FileNotFoundError:  # the kept checkpoint was removed from the run folder
+            return None
     return {"update": row["update"], "model_return": row["model_return"], "score_mean": result.score_mean,
             "score_std": result.score_std}
 
