@@ -25,6 +25,7 @@ from adept_env.atomic import atomic_path
 from adept_env.data.dataset import OfflineDataset
 from adept_env.evaluation import EvalResult, evaluate
 from adept_env.tasks import unknown_name
+from adept_env.value_penalty import value_std
 
 ALGOS = ("adept-iql", "adept-sac", "diff-iql", "diff-sac", "iql", "sac")
 
@@ -179,16 +180,6 @@ class SyntheticBuffer:
         return picked if self.draws is None else (*picked, self.draws[idx])
 
 
-def value_std(value: Any, draws: np.ndarray, task: Any) -> np.ndarray:
-    """Std over the K draws of ``(1 - done_k) * V(s'_k)``: draws (B, K, D) -> (B,) (MOBILE's penalty for IQL)."""
-    n, k, dim = draws.shape
-    flat = draws.reshape(n * k, dim)
-    alive = (~task.is_terminated(flat)).astype(np.float32)
-    with torch.no_grad():
-        v = value(torch.as_tensor(flat)).squeeze(-1).numpy()
-    return (v * alive).reshape(n, k).std(axis=1, ddof=1)
-
-
 def _rollouts(core: Any, agent: IQL, n: int, horizon: int, rng: np.random.Generator, buffer: SyntheticBuffer,
               scale: float) -> dict[str, float]:
     """H-step rollouts of the agent's stochastic policy from n dataset states into ``buffer``."""
@@ -225,7 +216,7 @@ def _batch(dataset: OfflineDataset, synthetic: SyntheticBuffer | None, config: T
     if n_real < config.batch_size and synthetic is not None:
         obs, act, rew, nxt, done, *draws = synthetic.sample(config.batch_size - n_real, rng)
         if draws and agent is not None and config.value_penalty:
-            penalty = value_std(agent.value, draws[0], dataset.task)
+            penalty = value_std(agent.value, draws[0], dataset.task).numpy()
             rew = rew - np.float32(config.value_penalty) * penalty
             if metrics is not None:
                 metrics["value_penalty_mean"] = float(penalty.mean())
@@ -307,6 +298,20 @@ def _model_return(core: Any, config: TrainConfig, act: Callable[[np.ndarray], np
     from adept_env.selection import model_return
 
     return model_return(act, core.model, core.dataset, episodes=config.selection_episodes, seed=config.seed)
+
+
+def _score_in_model(core: Any, config: TrainConfig, curve: list[dict[str, float]],
+                    act: Callable[[np.ndarray], np.ndarray], keep: Callable[[], None]) -> dict[str, float]:
+    """The ``model_return`` column of a curve row (empty when selection is off); calls ``keep()``
+    to save the checkpoint when it beats every earlier row."""
+    estimate = _model_return(core, config, act)
+    if estimate is None:
+        return {}
+    from adept_env.selection import is_new_best
+
+    if is_new_best(curve, estimate):
+        keep()
+    return {"model_return": estimate}
 
 
 def _selected(log: RunLog, config: TrainConfig, final: EvalResult,
@@ -414,13 +419,8 @@ def _train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, prog
             extra = {**_model_columns(core), "seconds": time.perf_counter() - started}
             if config.value_penalty:
                 extra["value_penalty_mean"] = metrics.get("value_penalty_mean", 0.0)
-            estimate = _model_return(core, config, lambda o: agent.act(o, deterministic=True))
-            if estimate is not None:
-                from adept_env.selection import is_new_best
-
-                if is_new_best(log.curve, estimate):
-                    agent.save(run_dir / "agent_selected.safetensors")
-                extra["model_return"] = estimate
+            extra.update(_score_in_model(core, config, log.curve, lambda o: agent.act(o, deterministic=True),
+                                         lambda: agent.save(run_dir / "agent_selected.safetensors")))
             log.evaluation(done, result, extra)
             bar.set_postfix(score=f"{result.score_mean:.1f}")
             if on_eval:

@@ -109,7 +109,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
     is not kept across an interruption (it is refilled by rollouts).
     """
     from adept_env.data.train_behavior import load_sac_training_state, sac_training_state
-    from adept_env.loop import RunLog, TrainResult, _core, _model_columns, _model_return, _selected
+    from adept_env.loop import RunLog, TrainResult, _core, _model_columns, _score_in_model, _selected
     from adept_env.sb3 import MixedReplayBuffer, PolicySync, WorldModelVecEnv
     from adept_env.sim import make_real_env
 
@@ -165,14 +165,12 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
             log.scalars({"eval/raw_normalized_score": raw.score_mean}, total)
         else:
             result = evaluate(model, dataset.task, episodes=episodes, seed=seed)
-        estimate = _model_return(core, config, (lambda o: model.predict(o, deterministic=True)[0])
-                                 if average is None else average.act)
-        if estimate is not None:
-            from adept_env.selection import is_new_best
-
-            if is_new_best(log.curve, estimate):  # keep what is evaluated: the average when there is one
-                _save_tensors(model.policy.state_dict() if average is None else average.state_dict(), selected_file)
-            extra["model_return"] = estimate
+        # keep what is evaluated: the average when there is one
+        extra.update(_score_in_model(
+            core, config, log.curve,
+            (lambda o: model.predict(o, deterministic=True)[0]) if average is None else average.act,
+            lambda: _save_tensors(model.policy.state_dict() if average is None else average.state_dict(),
+                                  selected_file)))
         extra["seconds"] = time.perf_counter() - started
         log.evaluation(total, result, extra)
         if on_eval:

@@ -18,6 +18,7 @@ from adept_env.data.dataset import OfflineDataset, load_dataset
 from adept_env.envs.core import WorldModelCore
 from adept_env.envs.episodes import EpisodeBatch, build_core
 from adept_env.envs.world_model_env import action_space, observation_space
+from adept_env.value_penalty import value_std
 
 
 class WorldModelVecEnv(VecEnv):
@@ -193,7 +194,6 @@ class MixedReplayBuffer(ReplayBuffer):
         self.penalty_mean = 0.0
         """Mean value penalty (before beta) of the last penalised batch."""
         self._policy: Any = None
-        self._is_terminated = self.dataset.task.is_terminated
 
     def attach(self, model: Any) -> None:
         """Give the buffer the SAC model whose actor and target critics score the draws."""
@@ -236,14 +236,13 @@ class MixedReplayBuffer(ReplayBuffer):
 
     def bellman_std(self, draws: np.ndarray) -> torch.Tensor:
         """Std over the K draws of ``(1 - done) * min_j Q'_j(s', pi(s'))``; draws (B, K, D) -> (B,)."""
-        n, k, dim = draws.shape
-        flat = draws.reshape(n * k, dim)
-        alive = torch.as_tensor(~self._is_terminated(flat), dtype=torch.float32, device=self.device)
-        with torch.no_grad():
-            states = torch.as_tensor(flat, device=self.device)
-            actions = self._policy.actor(states, deterministic=True)  # the std is then the model's alone
-            q = torch.cat(self._policy.critic_target(states, actions), dim=1).min(dim=1).values
-            return (q * alive).reshape(n, k).std(dim=1)
+        policy = self._policy
+
+        def value(states: torch.Tensor) -> torch.Tensor:
+            actions = policy.actor(states, deterministic=True)  # the std is then the model's alone
+            return torch.cat(policy.critic_target(states, actions), dim=1).min(dim=1).values
+
+        return value_std(value, draws, self.dataset.task, device=self.device)
 
     def sample(self, batch_size: int, env: Any = None) -> ReplayBufferSamples:
         n_real = int(round(batch_size * self.real_ratio)) if self.size() > 0 else batch_size

@@ -11,8 +11,9 @@ import torch
 
 from adept_env.agents.iql import IQLConfig
 from adept_env.data.dataset import load_dataset
-from adept_env.loop import SyntheticBuffer, TrainConfig, train, value_std
+from adept_env.loop import SyntheticBuffer, TrainConfig, train
 from adept_env.tasks import get_task
+from adept_env.value_penalty import value_std
 
 
 def _hopper_sac(dataset_path: Path, value_penalty: float) -> tuple:
