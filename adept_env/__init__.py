@@ -15,14 +15,14 @@ from adept_env.tasks import TASKS, get_task, normalized_score  # noqa: E402
 
 register_envs()
 
-_SUBMODULES = ("sb3", "data", "envs", "diffusion", "importance", "tasks", "agents", "loop", "evaluation")
+_SUBMODULES = ("sb3", "data", "envs", "diffusion", "importance", "tasks", "agents", "training")
 
 __all__ = ["TASKS", "__version__", "env_ids", "get_task", "normalized_score", "register_envs"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "evaluate":
-        from adept_env.evaluation import evaluate
+        from adept_env.training.evaluation import evaluate
 
         return evaluate
     if name in _SUBMODULES:

@@ -1,29 +1,134 @@
-"""The ``adept-env`` command line."""
+"""The ``adept-env`` command line.
+
+Commands that need torch (``train``) are imported only when they run or are listed, and other
+packages add commands through the ``adept_env.commands`` entry-point group (the server's
+``serve`` and ``bench service``): the library never imports them.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
+from adept_env.cli_config import fail
 from adept_env.tasks import DATASET_QUALITIES, TASKS, UnknownNameError
 
+PLUGIN_GROUP = "adept_env.commands"
+"""Entry-point group of packages that add commands. Each entry point names a callable
+``register(app, groups)``, which adds Typer commands to ``app`` (top level) or to ``groups["data"]``
+/ ``groups["bench"]`` (e.g. ``server = "server.cli:register"``)."""
+
+EXTRAS = {("serve",): "server", ("bench", "service"): "server"}
+"""Commands that a package extra provides, for a helpful error when it is not installed."""
+
+
+def _load_train() -> Callable[..., Any]:
+    from adept_env.training.cli import train_command
+
+    return train_command
+
+
+LAZY_COMMANDS: dict[tuple[str, ...], dict[str, Callable[[], Callable[..., Any]]]] = {(): {"train": _load_train}}
+"""This package's commands imported on first use (their modules import torch): group path ->
+command name -> a function returning the Typer command function."""
+
+
+Command = Any
+"""A command of Typer's click (Typer ships its own copy of click)."""
+CommandTable = dict[tuple[str, ...], dict[str, Command]]
+"""Click commands by group path (``()``: the top level, ``("bench",)``) and name."""
+
+
+def _click_commands(top: typer.Typer, groups: dict[str, typer.Typer]) -> CommandTable:
+    """The commands registered on ``top`` and on each of ``groups``, converted to click."""
+    found: CommandTable = {(): typer.main.get_group(top).commands if top.registered_commands else {}}
+    for name, group in groups.items():
+        found[(name,)] = typer.main.get_group(group).commands if group.registered_commands else {}
+    return found
+
+
+@functools.cache
+def _lazy_command(path: tuple[str, ...], name: str) -> Command | None:
+    load = LAZY_COMMANDS.get(path, {}).get(name)
+    if load is None:
+        return None
+    top = typer.Typer()
+    top.command(name)(load())
+    return _click_commands(top, {})[()][name]
+
+
+_plugins: CommandTable | None = None
+_broken_plugins: dict[str, str] = {}
+
+
+def plugin_commands(path: tuple[str, ...]) -> dict[str, Command]:
+    """The commands that plugins (the ``adept_env.commands`` entry points) add to group ``path``
+    (``()``: the top level). The first call imports every plugin; one that fails to import is left
+    out, and its commands then say why (see EXTRAS)."""
+    global _plugins
+    if _plugins is None:
+        top, groups = typer.Typer(), {"data": typer.Typer(), "bench": typer.Typer()}
+        for entry in entry_points(group=PLUGIN_GROUP):
+            try:
+                entry.load()(top, groups)
+            except ImportError as exc:
+                _broken_plugins[entry.name] = f"{entry.value}: {exc}"
+        _plugins = _click_commands(top, groups)
+    return _plugins.get(path, {})
+
+
+def _unavailable(name: str, message: str) -> Command:
+    """A command whose package extra is missing: whatever its arguments, it says how to install it."""
+    top = typer.Typer()
+
+    @top.command(name, help=message, add_help_option=False,
+                 context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def command(ctx: typer.Context) -> None:
+        fail(message)
+
+    return _click_commands(top, {})[()][name]
+
+
+def _group_class(path: tuple[str, ...]) -> type[TyperGroup]:
+    class Group(TyperGroup):
+        """A Typer group that also offers ``path``'s lazily loaded commands and those of plugins."""
+
+        def list_commands(self, ctx: typer.Context) -> list[str]:
+            own = super().list_commands(ctx)
+            first_group = next((i for i, n in enumerate(own) if isinstance(self.commands[n], TyperGroup)), len(own))
+            extra = [*LAZY_COMMANDS.get(path, {}), *plugin_commands(path)]
+            return [*own[:first_group], *(n for n in extra if n not in own), *own[first_group:]]
+
+        def get_command(self, ctx: typer.Context | None, name: str) -> Command | None:  # type: ignore[override]
+            found = super().get_command(ctx, name) or _lazy_command(path, name) or plugin_commands(path).get(name)
+            if found is None and (*path, name) in EXTRAS:
+                extra = EXTRAS[(*path, name)]
+                why = "; ".join(_broken_plugins.values()) or f"no {PLUGIN_GROUP!r} entry point provides it"
+                found = _unavailable(name, f"adept-env {' '.join((*path, name))} needs the {extra} extra: "
+                                           f"pip install 'adept-env[{extra}]' ({why})")
+            return found
+
+    return Group
+
+
 app = typer.Typer(help="Offline RL with an adaptive diffusion world model, as Gymnasium environments.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-data_app = typer.Typer(help="Make, inspect and export D4RL-protocol datasets.", no_args_is_help=True)
-bench_app = typer.Typer(help="Measure speed and fidelity; figures go in BENCHMARKS.md.", no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_enable=False, cls=_group_class(()))
+data_app = typer.Typer(help="Make, inspect and export D4RL-protocol datasets.", no_args_is_help=True,
+                       cls=_group_class(("data",)))
+bench_app = typer.Typer(help="Measure speed and fidelity; figures go in BENCHMARKS.md.", no_args_is_help=True,
+                        cls=_group_class(("bench",)))
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 console = Console()
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
 
 
 @data_app.command("make")
@@ -56,7 +161,7 @@ def data_make(
         path = make_dataset(name, steps=steps, seed=seed, out=out, progress=progress, run_dir=run_dir,
                             medium_step=medium_step)
     except (UnknownNameError, NotImplementedError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _print_summary(load_dataset(path).summary())
     console.print(f"wrote {path}")
 
@@ -82,7 +187,7 @@ def data_train_behavior(
     try:
         name = get_task(task).name
     except UnknownNameError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     config = BehaviorTrainConfig(
         task=name,
         total_steps=steps or 1_000_000,
@@ -96,7 +201,7 @@ def data_train_behavior(
             name, run_dir=run_dir, total_steps=steps, config=config, progress=progress, max_steps_this_call=max_steps
         )
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     last = state["evals"][-1] if state["evals"] else None
     summary = f"; last eval normalised {last['normalized_mean']:.1f} at step {last['step']}" if last else ""
     console.print(f"{name}: {state['num_timesteps']} steps done{summary}")
@@ -117,7 +222,7 @@ def data_ship_behavior(
     try:
         path = ship_actor(task, quality, step=step, run_dir=run_dir, episodes=episodes, note=note)
     except (UnknownNameError, ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     spec = json.loads(path.with_suffix(".json").read_text())
     for key in ("evaluation", "evaluation_deterministic"):
         ev = spec[key]
@@ -138,7 +243,7 @@ def data_info(
     try:
         summary = load_dataset(path, generate=False).summary()
     except (DatasetFileError, DatasetUnavailableError, UnknownNameError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
@@ -174,7 +279,7 @@ def data_export_minari(
     try:
         out = export_minari(load_dataset(path, generate=False), dataset_id)
     except (ImportError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"exported Minari dataset {out}")
 
 
@@ -190,106 +295,6 @@ def bench_behavior(
     from adept_env.benchmarks.behavior_policies import run
 
     run(episodes=episodes, make_steps=make_steps, json_path=json_path, figures_dir=figures, bc_steps=bc_steps)
-
-
-@app.command("train")
-def train_command(
-    name: Annotated[str, typer.Argument(help="TASK-DATASET, e.g. halfcheetah-random, or a .hdf5 path")],
-    algo: Annotated[str, typer.Option(help="adept-iql, adept-sac, diff-iql, diff-sac, iql or sac.")] = "adept-iql",
-    budget: Annotated[int, typer.Option(help="Agent gradient updates.", min=1)] = 100_000,
-    seed: Annotated[int, typer.Option(help="Seed of agent, rollouts and evaluations.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/TASK-DATASET/ALGO-sSEED).")] = None,
-    eval_every: Annotated[int, typer.Option(help="Updates between real evaluations.", min=1)] = 10_000,
-    eval_episodes: Annotated[int, typer.Option(help="Real episodes per evaluation.", min=1)] = 5,
-    real_ratio: Annotated[float, typer.Option(help="Share of real transitions per batch.")] = 0.5,
-    penalty: Annotated[float, typer.Option(help="Uncertainty penalty lambda.")] = 1.0,
-    horizon: Annotated[int, typer.Option(help="Length H of the synthetic rollouts (model episodes).", min=1)] = 5,
-    no_penalty: Annotated[bool, typer.Option("--no-penalty", help="Ablation: no uncertainty penalty.")] = False,
-    refit_every: Annotated[int, typer.Option(help="Updates between IS refits (adept-*).", min=1)] = 20_000,
-    critics: Annotated[int, typer.Option(help="SAC variants: Q-networks, the target takes their minimum.", min=1)] = 2,
-    policy_average: Annotated[float, typer.Option(
-        help="SAC variants: evaluate and save a moving average of the actor, updated by this fraction per update "
-             "(e.g. 0.001); 0: off.")] = 0.0,
-    value_penalty: Annotated[float, typer.Option(
-        help="Model variants: beta of a MOBILE-style penalty r - beta * std of the agent's value over the model's "
-             "next-state draws (use with --penalty 0); 0: off.", min=0.0)] = 0.0,
-    select_episodes: Annotated[int, typer.Option(
-        help="World-model variants: episodes in the model that score each checkpoint offline; the best is kept "
-             "and reported beside the final policy (0: off).", min=0)] = 20,
-    value_samples: Annotated[int, typer.Option(help="Next-state draws per model step for --value-penalty.",
-                                               min=2)] = 8,
-    expectile: Annotated[float | None, typer.Option(
-        help="IQL variants: expectile of the value loss [default: 0.7, CORL's locomotion setting].")] = None,
-    beta: Annotated[float | None, typer.Option(
-        help="IQL variants: inverse temperature of the advantage weights [default: 3].")] = None,
-    raw_states: Annotated[bool, typer.Option(
-        "--raw-states", help="IQL variants: feed raw observations instead of standardising them by the "
-                             "dataset's mean and std (CORL's default, and ours).")] = False,
-    profile: Annotated[str, typer.Option(help="World-model profile: default or quick.")] = "default",
-    dataset_steps: Annotated[
-        int | None, typer.Option(help="Generate (and cache) a random dataset of this many steps instead of 1M.")
-    ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    threads: Annotated[
-        int | None, typer.Option(help="Torch CPU threads (1 is fastest for these small nets on a busy machine).")
-    ] = None,
-) -> None:
-    """Train an agent offline; evaluate in real MuJoCo; write TensorBoard logs, checkpoints and a curve PNG.
-
-    Rerunning the same command resumes from the run folder's last checkpoint.
-    """
-    from adept_env.agents.iql import IQLConfig
-    from adept_env.data.dataset import DatasetUnavailableError, load_dataset
-    from adept_env.data.hdf5 import DatasetFileError
-    from adept_env.loop import TrainConfig, train
-
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    try:
-        iql_settings = {k: v for k, v in {"expectile": expectile, "beta": beta}.items() if v is not None}
-        if raw_states:
-            iql_settings["normalize_states"] = False
-        if iql_settings and algo.endswith("sac"):
-            raise ValueError(f"--expectile, --beta and --raw-states set IQL; {algo} does not use them")
-        config = TrainConfig(algo=algo, updates=budget, seed=seed, eval_every=min(eval_every, budget),
-                             eval_episodes=eval_episodes, real_ratio=real_ratio, penalty=penalty, horizon=horizon,
-                             use_penalty=not no_penalty, refit_every=refit_every, profile=profile,
-                             policy_average=policy_average, sac_critics=critics,
-                             value_penalty=value_penalty, value_samples=value_samples,
-                             selection_episodes=select_episodes,
-                             iql=IQLConfig(**iql_settings))
-        if dataset_steps is not None:
-            from adept_env.data.dataset import default_path
-            from adept_env.data.generate import make_dataset
-            from adept_env.tasks import parse_dataset_name
-
-            task, quality = parse_dataset_name(name)
-            path = default_path(name).with_name(f"{task.name}-{quality}-{dataset_steps}.hdf5")
-            if not path.exists():
-                make_dataset(name, steps=dataset_steps, out=path, progress=progress)
-            dataset = load_dataset(path)
-            dataset.name = f"{task.name}-{quality}"
-        else:
-            dataset = load_dataset(name, progress=progress)
-    except (UnknownNameError, DatasetUnavailableError, DatasetFileError, NotImplementedError, ValueError) as exc:
-        _fail(str(exc))
-    from adept_env.loop import RunMismatchError
-
-    run_dir = out or Path("runs") / (dataset.name or dataset.task.name) / f"{algo}-s{seed}"
-    try:
-        result = train(dataset, config, run_dir, progress=progress)
-    except RunMismatchError as exc:
-        _fail(str(exc))
-    console.print(str(result.final))
-    console.print(f"normalized_score={result.final.score_mean:.2f}")
-    if result.selected is not None:
-        kept = "policy_selected.safetensors" if algo.endswith("sac") else "agent_selected.safetensors"
-        console.print(f"model-selected checkpoint (best return in the world model): update "
-                      f"{result.selected['update']}, normalised score {result.selected['score_mean']:.1f} ± "
-                      f"{result.selected['score_std']:.1f}  ({run_dir / kept})")
-    console.print(f"learning curve: {run_dir / 'learning_curve.png'}  (TensorBoard: {run_dir / 'tensorboard'})")
 
 
 @bench_app.command("data")
@@ -347,72 +352,7 @@ def bench_refit(
         run(quick=quick, json_path=json_path, task=task, policy_path=policy, ablation=ablation, quality=dataset,
             refit_steps=refit_steps)
     except (UnknownNameError, FileNotFoundError) as exc:  # a dataset or target policy that is not there yet
-        _fail(str(exc))
-
-
-@app.command("serve")
-def serve_command(
-    grpc_port: Annotated[int, typer.Option(help="gRPC port (0: a free one; -1: no gRPC).", min=-1)] = 50051,
-    http_port: Annotated[int, typer.Option(help="HTTP port, OpenAPI at /docs (0: a free one; -1: no HTTP).",
-                                           min=-1)] = 8000,
-    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 to accept remote clients).")] = "127.0.0.1",
-    env: Annotated[list[str] | None, typer.Option("--env", help="Serve only this env id (repeatable).")] = None,
-    profile: Annotated[str | None, typer.Option(help="World-model profile trained on first use: default or quick.")]
-    = None,
-    device: Annotated[str | None, typer.Option(help="Torch device of the world models, e.g. cuda.")] = None,
-    model_path: Annotated[Path | None, typer.Option(help="Saved world model (needs exactly one --env).")] = None,
-    dataset_path: Annotated[Path | None, typer.Option(help="Dataset .hdf5 (needs exactly one --env).")] = None,
-    state_dir: Annotated[Path | None, typer.Option(help="Checkpoints of refitted models ($ADEPT_HOME/server).")]
-    = None,
-    max_sessions: Annotated[int, typer.Option(help="Open sessions in all.", min=1)] = 256,
-    max_num_envs: Annotated[int, typer.Option(help="Largest num_envs of a session.", min=1)] = 4096,
-    max_message_mb: Annotated[int, typer.Option(help="Largest request/response in MiB.", min=1)] = 64,
-    idle_timeout: Annotated[float, typer.Option(help="Seconds before an idle session is closed.", min=1)] = 900.0,
-    preload: Annotated[bool, typer.Option(help="Load every served env's dataset and model at start-up.")] = False,
-    torch_threads: Annotated[int | None, typer.Option(help="torch intra-op threads.", min=1)] = None,
-    cpus: Annotated[str | None, typer.Option(help="Pin the server to these CPUs, e.g. 1 or 0-3 (Linux).")] = None,
-    progress: Annotated[bool, typer.Option(help="Progress bars while generating/training on first use.")] = False,
-) -> None:
-    """Serve world-model sessions over gRPC and HTTP in one process (ADEPT_API_TOKEN: bearer tokens)."""
-    from server.config import MIB, ServerConfig
-    from server.service import serve
-
-    settings = {k: v for k, v in {"profile": profile, "device": device}.items() if v is not None}
-    per_env = {k: str(v) for k, v in {"model_path": model_path, "dataset_path": dataset_path}.items() if v}
-    if per_env and len(env or []) != 1:
-        _fail("--model-path/--dataset-path need exactly one --env")
-    pinned = None
-    if cpus is not None:
-        from server.affinity import parse_cpus
-
-        try:
-            pinned = parse_cpus(cpus)
-        except ValueError as exc:
-            _fail(str(exc))
-    config = ServerConfig(
-        host=host, grpc_port=None if grpc_port < 0 else grpc_port, http_port=None if http_port < 0 else http_port,
-        state_dir=state_dir, env_ids=tuple(env) if env else None, default_settings=settings,
-        env_settings={env[0]: per_env} if per_env else {}, max_sessions=max_sessions, max_num_envs=max_num_envs,
-        max_message_bytes=max_message_mb * MIB, idle_timeout_s=idle_timeout, preload=preload,
-        torch_threads=torch_threads, cpus=pinned, progress=progress,
-    ).with_environ()
-    try:
-        serve(config)
-    except (ValueError, OSError) as exc:
-        _fail(str(exc))
-
-
-@bench_app.command("service")
-def bench_service(
-    quick: Annotated[bool, typer.Option("--quick", help="Small model and fewer steps (a few minutes).")] = False,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
-    pin: Annotated[bool, typer.Option(help="Server on the upper half of the CPUs, clients on the lower half.")]
-    = True,
-) -> None:
-    """Steps/s over gRPC and HTTP vs in-process, round-trip overhead, a load test, latency during a refit."""
-    from adept_env.benchmarks.service import run
-
-    run(quick=quick, json_path=json_path, pin=pin)
+        fail(str(exc))
 
 
 def _print_summary(summary: dict) -> None:

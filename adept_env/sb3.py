@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -15,13 +14,13 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 from adept_env.data.dataset import OfflineDataset, load_dataset
-from adept_env.envs.core import WorldModelCore
-from adept_env.envs.episodes import EpisodeBatch, build_core
+from adept_env.envs.core import FollowsAgent, WorldModelCore
+from adept_env.envs.episodes import AutoresetMode, EpisodeBatch, build_core
 from adept_env.envs.world_model_env import action_space, observation_space
-from adept_env.value_penalty import value_std
+from adept_env.training.value_penalty import value_std
 
 
-class WorldModelVecEnv(VecEnv):
+class WorldModelVecEnv(FollowsAgent, VecEnv):
     """An SB3 VecEnv stepping ``num_envs`` synthetic episodes in one world-model call.
 
     SB3 semantics: a finished episode is reset in the same step; its last observation is in
@@ -53,50 +52,35 @@ class WorldModelVecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         if self._actions is None:
             raise RuntimeError("step_async() must come before step_wait()")
-        out = self._episodes.step(self._actions, self._rng)
+        out = self._episodes.step(self._actions, self._rng, autoreset=AutoresetMode.SAME_STEP)
         self._actions = None
         dones = out.terminated | out.truncated
-        infos: list[dict[str, Any]] = []
-        for i in range(self.num_envs):
-            info = {
-                "raw_reward": float(out.batch.raw_rewards[i]),
-                "uncertainty": float(out.batch.uncertainty[i]),
-                "halted": bool(out.batch.halted[i]),
-                "model_version": out.batch.model_version,
-            }
-            if out.batch.samples is not None:  # the K draws of s': MixedReplayBuffer's value penalty
-                info["next_samples"] = out.batch.samples[:, i]
-            if dones[i]:
-                info["terminal_observation"] = out.observations[i]
-                info["TimeLimit.truncated"] = bool(out.truncated[i] and not out.terminated[i])
-            infos.append(info)
-        obs = self._episodes.reset(self._rng, mask=dones) if dones.any() else out.observations
-        return obs, out.rewards, dones, infos
+        infos = [out.info(i) for i in range(self.num_envs)]
+        for i in np.flatnonzero(dones):
+            infos[i]["terminal_observation"] = out.final_observations[i]
+            infos[i]["TimeLimit.truncated"] = bool(out.truncated[i] and not out.terminated[i])
+        return out.observations, out.rewards, dones, infos
 
     def close(self) -> None:
         pass
 
-    def _indices(self, indices: VecEnvIndices) -> Sequence[int]:
-        if indices is None:
-            return range(self.num_envs)
-        return [indices] if isinstance(indices, int) else list(indices)
+    # The N envs are one object over one core: an attribute is read or set once and a method runs
+    # once (N calls of update_policy would count N policy updates), the answer repeated per index.
+    def _count(self, indices: VecEnvIndices) -> int:
+        return self.num_envs if indices is None else len([indices] if isinstance(indices, int) else list(indices))
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        return [getattr(self, attr_name) for _ in self._indices(indices)]
+        return [getattr(self, attr_name)] * self._count(indices)
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         setattr(self, attr_name, value)
 
     def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
                    **method_kwargs: Any) -> list[Any]:
-        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._indices(indices)]
+        return [getattr(self, method_name)(*method_args, **method_kwargs)] * self._count(indices)
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._indices(indices)]
-
-    def update_policy(self, policy: Any) -> int:
-        """Give the env the agent's current policy (see WorldModelCore.update_policy)."""
-        return self.core.update_policy(policy)
+        return [False] * self._count(indices)
 
 
 def find_cores(env: Any) -> list[WorldModelCore]:
@@ -168,6 +152,11 @@ class MixedReplayBuffer(ReplayBuffer):
     draws imply. (MOBILE samples a'_k and averages over several draws per ensemble member; with
     one action per draw, sampling would add the policy's own noise to the std.) Real transitions
     are not penalised. Call ``attach(model)`` with the SAC model before training.
+
+    Synthetic transitions are always SB3's own ``ReplayBuffer._get_samples`` (so ``VecNormalize``
+    and ``optimize_memory_usage`` work as in SB3), with the penalty subtracted from its rewards;
+    the critics score the draws normalised like every other observation, the termination
+    function reads them raw.
     """
 
     def __init__(self, buffer_size: int, observation_space: gym.spaces.Space, action_space: gym.spaces.Space,
@@ -216,33 +205,51 @@ class MixedReplayBuffer(ReplayBuffer):
         self.next_samples[pos] = draws
 
     def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> ReplayBufferSamples:
+        """SB3's own batch (its normalisation and memory layout), rewards minus beta * the value penalty.
+
+        The rewards the penalty is taken from are SB3's, normalised when ``env`` is a VecNormalize:
+        the penalty is in the critics' units, and the critics learn from those rewards.
+        """
         if not self.value_penalty:
             return super()._get_samples(batch_inds, env)
         if self._policy is None:
             raise RuntimeError("value_penalty > 0: call attach(model) before training")
-        env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        data = (
-            self.observations[batch_inds, env_indices],
-            self.actions[batch_inds, env_indices],
-            self.next_observations[batch_inds, env_indices],
-            (self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])).reshape(-1, 1),
-            self.rewards[batch_inds, env_indices].reshape(-1, 1),
-        )
-        samples = ReplayBufferSamples(*tuple(map(self.to_torch, data)))
-        penalty = self.bellman_std(self.next_samples[batch_inds, env_indices])
+        env_indices = self._peek_env_indices(len(batch_inds))
+        samples = super()._get_samples(batch_inds, env)
+        if self.n_envs > 1 and not torch.equal(samples.actions,
+                                               self.to_torch(self.actions[batch_inds, env_indices])):
+            raise RuntimeError("MixedReplayBuffer could not tell which envs SB3's ReplayBuffer._get_samples "
+                               "drew (this stable-baselines3 draws them differently from 2.9)")
+        penalty = self.bellman_std(self.next_samples[batch_inds, env_indices], env)
         self.penalty_mean = float(penalty.mean())
         rewards = samples.rewards - self.value_penalty * penalty.reshape(-1, 1).to(samples.rewards)
         return samples._replace(rewards=rewards)
 
-    def bellman_std(self, draws: np.ndarray) -> torch.Tensor:
-        """Std over the K draws of ``(1 - done) * min_j Q'_j(s', pi(s'))``; draws (B, K, D) -> (B,)."""
+    def _peek_env_indices(self, n: int) -> np.ndarray:
+        """The env indices SB3's ``ReplayBuffer._get_samples`` is about to draw for ``n`` rows.
+
+        SB3 draws them first, as ``np.random.randint(0, high=n_envs, size=(n,))`` from NumPy's
+        global generator. The same call on a copy of that generator gives the same indices and
+        leaves the global one untouched, so SB3's draw and every later one are as without us.
+        """
+        generator = np.random.RandomState()
+        generator.set_state(np.random.get_state())
+        return generator.randint(0, high=self.n_envs, size=(n,))
+
+    def bellman_std(self, draws: np.ndarray, env: Any = None) -> torch.Tensor:
+        """Std over the K draws of ``(1 - done) * min_j Q'_j(s', pi(s'))``; raw draws (B, K, D) -> (B,).
+
+        The task's termination function reads the raw draws; the actor and critics see them
+        normalised by ``env`` (a VecNormalize, or None), as they see every observation they learn from.
+        """
         policy = self._policy
 
         def value(states: torch.Tensor) -> torch.Tensor:
             actions = policy.actor(states, deterministic=True)  # the std is then the model's alone
             return torch.cat(policy.critic_target(states, actions), dim=1).min(dim=1).values
 
-        return value_std(value, draws, self.dataset.task, device=self.device)
+        return value_std(value, draws, self.dataset.task, device=self.device,
+                         value_inputs=self._normalize_obs(draws, env))
 
     def sample(self, batch_size: int, env: Any = None) -> ReplayBufferSamples:
         n_real = int(round(batch_size * self.real_ratio)) if self.size() > 0 else batch_size

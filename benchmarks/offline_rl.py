@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from adept_env.benchmarks.offline_rl import run
+from adept_env.training.config import TrainConfig
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -21,7 +22,7 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=Path("runs/offline_rl"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument("--penalty", type=float, default=1.0, help="uncertainty penalty lambda")
+    parser.add_argument("--penalty", type=float, default=TrainConfig.penalty, help="uncertainty penalty lambda")
     parser.add_argument("--value-penalty", type=float, default=0.0,
                         help="beta of the MOBILE-style value penalty (world-model variants; 0: off)")
     parser.add_argument("--raw-states", dest="normalize_states", action="store_false",

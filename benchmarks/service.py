@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adept_env.benchmarks.service import run
+from server.bench import run
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

@@ -16,13 +16,14 @@ from adept_client.proto.adept.v1 import world_model_pb2 as pb
 from adept_client.tensors import TensorError, from_tensor, to_tensor
 from google.protobuf.message import DecodeError, Message
 
+from adept_env.envs.episodes import AUTORESET_NAMES, StepResult
 from server.errors import invalid
-from server.sessions import AUTORESET_MODES, RefitInfo, SessionCore, SessionInfo, StepResult, UpdateResult
+from server.sessions import RefitInfo, SessionCore, SessionInfo, UpdateResult
 
 REFIT_STATES = {"running": pb.REFIT_STATE_RUNNING, "done": pb.REFIT_STATE_DONE, "failed": pb.REFIT_STATE_FAILED}
 AUTORESET_BY_CODE = {pb.AUTORESET_MODE_NONE: "none", pb.AUTORESET_MODE_NEXT_STEP: "next_step",
                      pb.AUTORESET_MODE_SAME_STEP: "same_step"}
-assert set(AUTORESET_BY_CODE.values()) == set(AUTORESET_MODES)
+assert set(AUTORESET_BY_CODE.values()) == set(AUTORESET_NAMES)
 
 
 def parse(cls: type[Message], data: bytes) -> Message:

@@ -26,7 +26,7 @@ class ServerConfig:
     http_port: int | None = 8000
     """HTTP port; 0 picks a free one; None: no HTTP front-end."""
     state_dir: Path | None = None
-    """Checkpoints of refitted world models; None: $ADEPT_HOME/server."""
+    """Folder of the refitted world models' checkpoints (None: $ADEPT_HOME/server)."""
     api_tokens: tuple[str, ...] = ()
     """Bearer tokens accepted; empty: no authentication. Sessions belong to the token that made them."""
     env_ids: tuple[str, ...] | None = None
@@ -56,7 +56,7 @@ class ServerConfig:
     grpc_workers: int = 64
     """Threads serving gRPC calls."""
     torch_threads: int | None = None
-    """torch intra-op threads in the server process; None: leave torch's default."""
+    """torch intra-op threads in the server process (None: torch's default)."""
     cpus: tuple[int, ...] | None = None
     """CPUs the whole server process is pinned to (Linux); None: every CPU it may use."""
     preload: bool = False

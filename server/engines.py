@@ -34,7 +34,6 @@ from server.errors import ServiceError, invalid
 log = logging.getLogger("adept.server")
 
 CURRENT_FILE = "current.json"
-SERVER_ONLY_SETTINGS = ("model_path", "dataset_path", "profile", "device")
 
 
 @dataclass
@@ -223,18 +222,15 @@ class EngineStore:
         return self._bases[env_id]
 
     def _load_base(self, env_id: str) -> Base:
-        from adept_env.data.dataset import load_dataset
-        from adept_env.envs.model_store import dataset_fingerprint, load_or_train
+        from adept_env.envs.model_store import dataset_fingerprint, load_world
 
         settings = self.server_settings(env_id)
-        config = EnvConfig.from_overrides(settings)
         start = time.perf_counter()
-        dataset = load_dataset(config.dataset_path or env_id.removeprefix("ADEPT-"), progress=self.config.progress)
-        model = load_or_train(dataset, config.profile, config.model_path, progress=self.config.progress)
-        if hasattr(model, "to"):
-            model.to(config.device)
-        if model.task.name != dataset.task.name:
-            raise ValueError(f"{env_id}: the world model is for {model.task.name}, the dataset for {dataset.task.name}")
+        try:
+            dataset, model = load_world(env_id.removeprefix("ADEPT-"), EnvConfig.from_overrides(settings),
+                                        progress=self.config.progress)
+        except ValueError as exc:
+            raise ValueError(f"{env_id}: {exc}") from exc
         log.info("loaded %s (%d rows) in %.1f s", env_id, len(dataset), time.perf_counter() - start)
         return Base(env_id, dataset, model, dataset_fingerprint(dataset), settings, SharedBehavior(dataset))
 

@@ -13,6 +13,7 @@ Errors are JSON ``{"code": "INVALID_ARGUMENT", "message": "..."}`` with a 4xx/5x
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 from typing import Annotated, Any, Literal
 
@@ -23,9 +24,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from adept_env.envs.episodes import StepResult
 from server.codec import METHODS, SERVICE_NAME, parse
 from server.errors import ServiceError, invalid
-from server.sessions import RefitInfo, SessionCore, SessionInfo, StepResult, UpdateResult
+from server.sessions import RefitInfo, SessionCore, SessionInfo, UpdateResult
 
 log = logging.getLogger("adept.server")
 PROTOBUF = "application/x-protobuf"
@@ -112,26 +114,6 @@ class UpdatePolicyBody(BaseModel):
     log_probs: LogProbsBody | None = None
 
 
-class RefitOut(BaseModel):
-    job_id: int
-    state: str
-    policy_updates: int
-    effective_sample_size: float
-    ess_fraction: float
-    clipped_fraction: float
-    model_version: int
-    seconds: float
-    error: str
-    checkpointed: bool
-    kept_start: bool
-
-
-class UpdatePolicyOut(BaseModel):
-    policy_updates: int
-    model_version: int
-    started_refit: RefitOut | None = None
-
-
 class RefitBody(BaseModel):
     steps: int | None = None
     weighted: bool = True
@@ -172,12 +154,11 @@ def _step_json(result: StepResult) -> dict[str, Any]:
 
 
 def _refit_json(info: RefitInfo) -> dict[str, Any]:
-    return dict(info.__dict__)
+    return dataclasses.asdict(info)
 
 
 def _update_json(result: UpdateResult) -> dict[str, Any]:
-    started = None if result.started_refit is None else _refit_json(result.started_refit)
-    return {"policy_updates": result.policy_updates, "model_version": result.model_version, "started_refit": started}
+    return dataclasses.asdict(result)
 
 
 def _array(values: Any, name: str) -> np.ndarray:
@@ -296,7 +277,7 @@ def create_app(core: SessionCore) -> FastAPI:
                              "actions": pairs.actions.tolist(), "total_rows": pairs.total_rows,
                              "dataset_fingerprint": pairs.dataset_fingerprint})
 
-    @app.post("/v1/sessions/{session_id}/policy", summary="UpdatePolicy", response_model=UpdatePolicyOut,
+    @app.post("/v1/sessions/{session_id}/policy", summary="UpdatePolicy", response_model=UpdateResult,
               responses=ERRORS)
     def update_policy(session_id: str, body: UpdatePolicyBody, who: Owner) -> JSONResponse:
         if (body.snapshot is None) == (body.log_probs is None):
@@ -315,13 +296,13 @@ def create_app(core: SessionCore) -> FastAPI:
                                                   _array(lp.log_probs, "log_probs"), lp.dataset_fingerprint)
         return JSONResponse(_update_json(result))
 
-    @app.post("/v1/sessions/{session_id}/refits", summary="Refit", response_model=RefitOut, responses=ERRORS)
+    @app.post("/v1/sessions/{session_id}/refits", summary="Refit", response_model=RefitInfo, responses=ERRORS)
     def refit(session_id: str, who: Owner, body: RefitBody | None = None) -> JSONResponse:
         body = body or RefitBody()
         return JSONResponse(_refit_json(core.refit(who, session_id, body.steps, body.weighted)))
 
     @app.get("/v1/sessions/{session_id}/refits/{job_id}", summary="GetRefit (job 0: the latest)",
-             response_model=RefitOut, responses=ERRORS)
+             response_model=RefitInfo, responses=ERRORS)
     def get_refit(session_id: str, job_id: int, who: Owner,
                   wait_seconds: Annotated[float, Query(ge=0)] = 0.0) -> JSONResponse:
         return JSONResponse(_refit_json(core.get_refit(who, session_id, job_id, wait_seconds)))

@@ -9,13 +9,13 @@ restart serves the last complete version.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import threading
 import time
 from typing import Any
 
+from adept_env.progress import in_ci
 from server.config import ServerConfig
 from server.sessions import SessionCore
 
@@ -128,7 +128,7 @@ class WorldModelServer:
 
 def serve(config: ServerConfig) -> None:
     """Run the server in this process until SIGINT or SIGTERM, then stop it gracefully."""
-    level = logging.WARNING if os.environ.get("CI", "").lower() in ("1", "true") else logging.INFO
+    level = logging.WARNING if in_ci() else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server = WorldModelServer(config).start()
     stop = threading.Event()

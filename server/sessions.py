@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from adept_env.envs.core import RefitJob
-from adept_env.envs.episodes import EpisodeBatch
+from adept_env.envs.episodes import EpisodeBatch, ResetNeeded, StepResult
 from adept_env.envs.world_model_env import action_space
 from adept_env.target_policy import PolicyMismatchError
 from server.config import ServerConfig
@@ -31,9 +31,6 @@ from server.errors import ServiceError, invalid, not_found
 log = logging.getLogger("adept.server")
 
 ANONYMOUS = "anonymous"
-AUTORESET_MODES = ("none", "next_step", "same_step")
-ACTION_TOLERANCE = 1e-5
-"""Actions may exceed the [-1, 1] bounds by this much (float rounding) and are clipped."""
 
 
 @dataclass
@@ -65,22 +62,6 @@ class SessionInfo:
     dataset_fingerprint: str
     idle_timeout_s: float
     config: dict[str, Any]
-
-
-@dataclass
-class StepResult:
-    """One Step of every env in a session (arrays of length num_envs)."""
-
-    observations: np.ndarray
-    rewards: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-    uncertainty: np.ndarray
-    raw_rewards: np.ndarray
-    halted: np.ndarray
-    model_version: int
-    reset_mask: np.ndarray
-    final_observations: np.ndarray | None = None
 
 
 @dataclass
@@ -132,8 +113,6 @@ class Session:
     engine: Engine
     episodes: EpisodeBatch
     rng: np.random.Generator
-    needs_reset: np.ndarray
-    started: bool = False
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
@@ -230,7 +209,6 @@ class SessionCore:
             engine=engine,
             episodes=EpisodeBatch(core, num_envs),
             rng=np.random.default_rng(seed),
-            needs_reset=np.zeros(num_envs, bool),
         )
         with self._lock:
             self._sessions[session.session_id] = session
@@ -293,80 +271,26 @@ class SessionCore:
               mask: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """Start new episodes (all, or where ``mask``); return (observations (n, obs_dim) float32, version)."""
         session = self._session(owner, session_id)
-        n = session.episodes.n
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.dtype != bool or mask.shape != (n,):
-                raise invalid(f"mask must be bool of shape ({n},), got {mask.dtype} {mask.shape}")
         with session.lock:
             if seed is not None:
                 session.rng = np.random.default_rng(int(seed))
-            obs = session.episodes.reset(session.rng, mask=mask)
-            session.needs_reset[mask if mask is not None else slice(None)] = False
-            session.started = True
+            try:
+                obs = session.episodes.reset(session.rng, mask=mask)
+            except ValueError as exc:
+                raise invalid(str(exc)) from exc
             return obs, session.engine.core.model_version
 
-    def check_actions(self, session: Session, actions: np.ndarray) -> np.ndarray:
-        """Return ``actions`` as float32 (n, act_dim); INVALID_ARGUMENT on dtype, shape, NaN/inf or bounds."""
-        n, act_dim = session.episodes.n, session.engine.core.task.act_dim
-        actions = np.asarray(actions)
-        if actions.dtype not in (np.float32, np.float64):
-            raise invalid(f"actions must be float32 or float64, got {actions.dtype}")
-        if actions.shape == (act_dim,) and n == 1:
-            actions = actions[None]
-        if actions.shape != (n, act_dim):
-            raise invalid(f"actions must have shape ({n}, {act_dim}), got {actions.shape}")
-        finite = np.isfinite(actions)
-        if not finite.all():
-            row, col = np.argwhere(~finite)[0]
-            raise invalid(f"actions contain NaN or inf (first at [{row}, {col}])")
-        outside = np.abs(actions) > 1.0 + ACTION_TOLERANCE
-        if outside.any():
-            row, col = np.argwhere(outside)[0]
-            raise invalid(f"actions[{row}, {col}] = {actions[row, col]:g} is outside the action bounds [-1, 1] "
-                          f"({int(outside.sum())} values outside)")
-        return np.clip(actions, -1.0, 1.0).astype(np.float32, copy=False)
-
     def step(self, owner: str, session_id: str, actions: np.ndarray, autoreset: str = "none") -> StepResult:
-        """Step every env of the session with one model call, handling ended envs by ``autoreset``."""
-        if autoreset not in AUTORESET_MODES:
-            raise invalid(f"autoreset must be one of {AUTORESET_MODES}, got {autoreset!r}")
+        """Step every env of the session with one model call, handling ended envs by ``autoreset``
+        (EpisodeBatch.step: actions are validated and clipped there)."""
         session = self._session(owner, session_id)
-        actions = self.check_actions(session, actions)
         with session.lock:
-            if not session.started:
-                raise ServiceError("FAILED_PRECONDITION", "call Reset before Step")
-            n, episodes = session.episodes.n, session.episodes
-            pending = session.needs_reset.copy()
-            if autoreset == "none" and pending.any():
-                raise ServiceError("FAILED_PRECONDITION", f"envs {np.flatnonzero(pending)[:16].tolist()} ended; "
-                                   "Reset them (with a mask) or step with autoreset")
-            if pending.any():
-                episodes.reset(session.rng, mask=pending)
-            # NEXT_STEP: the reset envs are not stepped; SAME_STEP: they are (their episode starts now).
-            active = ~pending if autoreset == "next_step" else np.ones(n, bool)
-            rewards = np.zeros(n, np.float32)
-            terminated, truncated, halted = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
-            uncertainty, raw = np.zeros(n, np.float32), np.zeros(n, np.float32)
-            version = session.engine.core.model_version
-            if active.any():
-                out = episodes.step(actions, session.rng, mask=None if active.all() else active)
-                rewards, terminated, truncated = out.rewards, out.terminated, out.truncated
-                uncertainty[active], raw[active], halted[active] = (out.batch.uncertainty, out.batch.raw_rewards,
-                                                                    out.batch.halted)
-                version = out.batch.model_version
-            observations = episodes.observations.copy()
-            done = terminated | truncated
-            result = StepResult(observations, rewards, terminated, truncated, uncertainty, raw, halted, version,
-                                reset_mask=pending)
-            if autoreset == "same_step":
-                result.final_observations = observations
-                result.reset_mask = done
-                result.observations = episodes.reset(session.rng, mask=done) if done.any() else observations
-                session.needs_reset[:] = False
-            else:
-                session.needs_reset[:] = done
-            return result
+            try:
+                return session.episodes.step(actions, session.rng, autoreset=autoreset)
+            except ResetNeeded as exc:
+                raise ServiceError("FAILED_PRECONDITION", f"Reset needed: {exc}") from exc
+            except ValueError as exc:
+                raise invalid(str(exc)) from exc
 
     # -- following the policy ------------------------------------------------------------------
     def dataset_pairs(self, owner: str, session_id: str, start: int = 0, count: int = 0, sample_size: int = 0,

@@ -12,7 +12,8 @@ import numpy as np
 from adept_env.agents.iql import IQLConfig
 from adept_env.benchmarks.system import cpu_model
 from adept_env.data.dataset import load_dataset
-from adept_env.loop import TrainConfig, train
+from adept_env.training.config import TrainConfig
+from adept_env.training.loop import train
 
 
 def wall_seconds(curve: list[dict]) -> float:
@@ -33,7 +34,7 @@ def wall_seconds(curve: list[dict]) -> float:
 def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql", "adept-iql"),
         seeds: tuple[int, ...] = (0,), updates: int = 50_000, eval_every: int = 10_000, eval_episodes: int = 5,
         profile: str = "default", out: Path = Path("runs/offline_rl"), progress: bool = True,
-        threads: int = 1, penalty: float = 1.0, real_ratio: float = 0.5, value_penalty: float = 0.0,
+        threads: int = 1, penalty: float = TrainConfig.penalty, real_ratio: float = 0.5, value_penalty: float = 0.0,
         normalize_states: bool = True) -> str:
     """Train every (algo, seed) on the dataset (resuming finished or cut runs); return the table.
 

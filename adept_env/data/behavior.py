@@ -9,8 +9,9 @@ one log-density (nats, with respect to Lebesgue measure on the env's action box)
   log-density computed exactly as Stable-Baselines3's ``SquashedDiagGaussianDistribution``
   does, including the tanh Jacobian). It can also act, so it collects the medium/expert data;
 * :class:`MixtureBehavior` -- exact, for ``medium-expert`` (an equal-weight mixture);
-* :class:`TanhGaussianBC` -- a behaviour-cloning density fitted by maximum likelihood, for
-  datasets with no known policy (e.g. a user's own D4RL file), see :func:`fit_behavior_cloning`.
+* :func:`fit_behavior_cloning` -- a behaviour-cloning tanh-Gaussian density fitted by maximum
+  likelihood, returned as an :class:`ActorPolicy`, for datasets with no known policy (e.g. a
+  user's own D4RL file).
 
 :func:`behavior_policy_for` picks the right one for a dataset.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -116,8 +115,3 @@ def episode_returns(rewards: np.ndarray, terminals: np.ndarray, timeouts: np.nda
     cumulative = np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])
     starts = np.concatenate([[0], ends[:-1] + 1])
     return cumulative[ends + 1] - cumulative[starts]
-
-
-def uniform_log_prob(act_dim: int) -> float:
-    """Log-density of uniform actions on [-1, 1]^act_dim: -act_dim * log 2."""
-    return -act_dim * math.log(2.0)

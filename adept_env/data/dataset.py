@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from adept_env.data.collect import episode_returns
+from adept_env.data.generate import default_path  # the cache path: make_dataset writes it, load_dataset reads it
 from adept_env.data.hdf5 import DatasetFileError, read_hdf5
 from adept_env.tasks import TASKS, Task, get_task, normalized_score, parse_dataset_name
 
@@ -179,14 +180,6 @@ def infer_task(path: Path, attrs: dict[str, Any], obs_dim: int) -> Task:
     raise DatasetFileError(
         f"cannot tell the task of {str(path)!r} (observation size {obs_dim} fits {names}); pass task=..."
     )
-
-
-def default_path(name: str) -> Path:
-    """Return the cache path of a named dataset, e.g. ``$ADEPT_HOME/datasets/hopper-random.hdf5``."""
-    from adept_env.paths import datasets_dir
-
-    task, quality = parse_dataset_name(name)
-    return datasets_dir() / f"{task.name}-{quality}.hdf5"
 
 
 def d4rl_path(name: str) -> Path | None:

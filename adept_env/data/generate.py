@@ -16,9 +16,20 @@ import numpy as np
 from adept_env import __version__
 from adept_env.data.collect import ActingPolicy, collect, uniform_policy
 from adept_env.data.hdf5 import write_hdf5
+from adept_env.paths import datasets_dir
 from adept_env.tasks import Task, parse_dataset_name
 
 DEFAULT_STEPS = 1_000_000
+
+
+def default_path(name: str) -> Path:
+    """Return the cache path of a named dataset, e.g. ``$ADEPT_HOME/datasets/hopper-random.hdf5``.
+
+    :func:`make_dataset` writes there by default and ``adept_env.data.dataset.load_dataset`` reads
+    (and, for ``random``, generates) it there.
+    """
+    task, quality = parse_dataset_name(name)
+    return datasets_dir() / f"{task.name}-{quality}.hdf5"
 
 
 def behavior_policy(task: Task, quality: str) -> ActingPolicy:
@@ -65,8 +76,6 @@ def make_dataset(
     the shipped medium actor's step (``medium_step``: the run's own snapshot at that step instead),
     cut to the first ``steps`` rows if that is fewer.
     """
-    from adept_env.data.dataset import default_path
-
     task, quality = parse_dataset_name(name)
     if medium_step is not None and quality != "medium-replay":
         raise ValueError(f"medium_step applies to medium-replay datasets, not {name}")

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from adept_env.atomic import atomic_path
 from adept_env.data.behavior import LOG_STD_MAX, LOG_STD_MIN, save_actor, write_json
 from adept_env.paths import adept_home
+from adept_env.progress import show_progress
 from adept_env.sim import make_real_env
 from adept_env.tasks import Task, get_task, normalized_score
 
@@ -101,7 +102,7 @@ def default_run_dir(task: str | Task) -> Path:
 
 
 def _progress_enabled(progress: bool) -> bool:
-    return progress and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+    return show_progress(progress)
 
 
 def _make_sac(config: BehaviorTrainConfig, seed: int) -> Any:

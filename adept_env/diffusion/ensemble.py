@@ -8,7 +8,6 @@ budget as the diffusion model.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 
 from adept_env.data.dataset import OfflineDataset
 from adept_env.diffusion.normalizer import Normalizer
+from adept_env.progress import show_progress
 from adept_env.tasks import Task, get_task
 
 
@@ -142,7 +142,7 @@ class ProbabilisticEnsemble:
         generator = torch.Generator().manual_seed(self.seed)
         best = torch.full((cfg.members,), math.inf)
         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        quiet = not progress or os.environ.get("CI", "").lower() in ("1", "true")
+        quiet = not show_progress(progress)
         start, step = time.perf_counter(), 0
         bar = tqdm(total=cfg.steps, desc=f"fit {self.task.name} ensemble", disable=quiet, mininterval=1.0)
         for step in range(1, cfg.steps + 1):

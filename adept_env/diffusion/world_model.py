@@ -12,7 +12,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from adept_env.diffusion.flow import euler_sample, flow_matching_loss
 from adept_env.diffusion.mean_predictor import MeanEnsemble
 from adept_env.diffusion.normalizer import Normalizer
 from adept_env.diffusion.reward import RewardModel
+from adept_env.progress import show_progress
 from adept_env.tasks import Task, get_task
 
 FORMAT = "adept-env/world-model"
@@ -319,7 +319,7 @@ class WorldModel:
         if draw is not None:  # rows come in proportion to their weights; each then counts once
             train["weight"] = torch.ones_like(train["weight"])
         since_best, running, running_n = 0, 0.0, 0
-        quiet = not progress or os.environ.get("CI", "").lower() in ("1", "true")
+        quiet = not show_progress(progress)
         start = time.perf_counter()
         nets.train()
         bar = tqdm(total=total_steps, desc=f"fit {self.task.name} world model", disable=quiet, mininterval=1.0)

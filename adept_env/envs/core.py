@@ -223,3 +223,25 @@ class WorldModelCore:
         """Block until every started refit has ended."""
         for job in list(self.jobs):
             job.wait(timeout)
+
+
+class FollowsAgent:
+    """What every env over a core offers the agent: the model version, policy updates and refits.
+
+    Mixed into the single env, the vector env and the SB3 VecEnv; each sets ``self.core``.
+    """
+
+    core: WorldModelCore
+
+    @property
+    def model_version(self) -> int:
+        """The version of the world model stepping now (each installed refit adds one)."""
+        return self.core.model_version
+
+    def update_policy(self, policy: Any) -> int:
+        """Give the env the agent's current policy (see WorldModelCore.update_policy)."""
+        return self.core.update_policy(policy)
+
+    def refit(self, blocking: bool = False, steps: int | None = None, weighted: bool = True) -> RefitJob:
+        """Importance-sampled refit towards the latest policy (see WorldModelCore.refit)."""
+        return self.core.refit(blocking=blocking, steps=steps, weighted=weighted)

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from adept_env.data.dataset import OfflineDataset
+from adept_env.data.dataset import OfflineDataset, load_dataset
+from adept_env.envs.config import EnvConfig
 from adept_env.paths import adept_home
 
 
@@ -76,3 +77,20 @@ def load_or_train(dataset: OfflineDataset, profile: str = "default", model_path:
     model.fit(dataset, progress=progress, seed=seed)
     model.save(path)
     return model
+
+
+def load_world(dataset: str | OfflineDataset, config: EnvConfig, progress: bool = True) -> tuple[OfflineDataset, Any]:
+    """Return ``(dataset, world model)`` for an env: the one loader of the envs and the server.
+
+    ``dataset`` is a name, a path or an OfflineDataset (``config.dataset_path`` wins over a name);
+    the model comes from ``config.model_path``, the cache, or is trained now. Raises ValueError when
+    the model was trained for another task than the dataset's.
+    """
+    if not isinstance(dataset, OfflineDataset):
+        dataset = load_dataset(config.dataset_path or dataset, progress=progress)
+    model = load_or_train(dataset, config.profile, config.model_path, progress=progress)
+    if hasattr(model, "to"):
+        model.to(config.device)
+    if model.task.name != dataset.task.name:
+        raise ValueError(f"the world model is for {model.task.name}, the dataset for {dataset.task.name}")
+    return dataset, model

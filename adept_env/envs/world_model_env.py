@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from adept_env.data.dataset import OfflineDataset
-from adept_env.envs.core import RefitJob, WorldModelCore
+from adept_env.envs.core import FollowsAgent, WorldModelCore
 from adept_env.envs.episodes import EpisodeBatch, build_core
 
 
@@ -22,7 +22,7 @@ def action_space(act_dim: int) -> gym.spaces.Box:
     return gym.spaces.Box(-1.0, 1.0, shape=(act_dim,), dtype=np.float32)
 
 
-class WorldModelEnv(gym.Env):
+class WorldModelEnv(FollowsAgent, gym.Env):
     """Short synthetic episodes from dataset states through the world model.
 
     Reward is r - penalty * u (u: spread of K model draws); an episode is truncated at
@@ -41,39 +41,13 @@ class WorldModelEnv(gym.Env):
         self.observation_space = observation_space(task.obs_dim)
         self.action_space = action_space(task.act_dim)
         self._episodes = EpisodeBatch(self.core, 1)
-        self._needs_reset = True
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         obs = self._episodes.reset(self.np_random)[0]
-        self._needs_reset = False
         return obs, {"model_version": self.core.model_version}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if self._needs_reset:
-            raise gym.error.ResetNeeded("call reset() before step() (and after an episode ends)")
-        out = self._episodes.step(np.asarray(action)[None], self.np_random)
-        terminated, truncated = bool(out.terminated[0]), bool(out.truncated[0])
-        self._needs_reset = terminated or truncated
-        info = {
-            "raw_reward": float(out.batch.raw_rewards[0]),
-            "uncertainty": float(out.batch.uncertainty[0]),
-            "halted": bool(out.batch.halted[0]),
-            "model_version": out.batch.model_version,
-        }
-        if out.batch.samples is not None:  # (K, obs_dim): the draws whose mean is the observation
-            info["next_samples"] = out.batch.samples[:, 0]
-        return out.observations[0], float(out.rewards[0]), terminated, truncated, info
-
-    # -- following the agent ----------------------------------------------------------------
-    @property
-    def model_version(self) -> int:
-        return self.core.model_version
-
-    def update_policy(self, policy: Any) -> int:
-        """Give the env the agent's current policy (see WorldModelCore.update_policy)."""
-        return self.core.update_policy(policy)
-
-    def refit(self, blocking: bool = False, steps: int | None = None, weighted: bool = True) -> RefitJob:
-        """Importance-sampled refit towards the latest policy (see WorldModelCore.refit)."""
-        return self.core.refit(blocking=blocking, steps=steps, weighted=weighted)
+        out = self._episodes.step(action, self.np_random)
+        return (out.observations[0], float(out.rewards[0]), bool(out.terminated[0]), bool(out.truncated[0]),
+                out.info(0))

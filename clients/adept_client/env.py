@@ -35,13 +35,6 @@ class _Remote:
     session: RemoteSession
     _client: BaseClient
     _owns_client: bool
-    clip_actions: bool
-
-    def _actions(self, actions: np.ndarray) -> np.ndarray:
-        actions = np.asarray(actions, np.float32)
-        if self.clip_actions:  # the local envs clip; the server rejects out-of-bounds actions
-            actions = np.clip(actions, self.session.action_low, self.session.action_high)
-        return actions
 
     @property
     def model_version(self) -> int:
@@ -69,18 +62,16 @@ class RemoteEnv(_Remote, gym.Env):
     """A Gymnasium env whose dynamics run on a world-model server (``target``: host:port or http://...).
 
     Same observations, rewards and ``info`` (raw_reward, uncertainty, halted, model_version) as
-    ``gym.make(env_id)`` locally. Actions are clipped to the action space before sending unless
-    ``clip_actions=False`` (the server rejects out-of-bounds actions with InvalidArgumentError).
+    ``gym.make(env_id)`` locally; the server clips actions to the action space as the local envs do.
     """
 
     metadata = {"render_modes": []}
 
     def __init__(self, target: str | BaseClient, env_id: str, *, token: str | None = None, seed: int | None = None,
-                 overrides: dict[str, Any] | None = None, clip_actions: bool = True, **client_kwargs: Any) -> None:
+                 overrides: dict[str, Any] | None = None, **client_kwargs: Any) -> None:
         self._client, self._owns_client, self.session = open_session(target, env_id, 1, token, seed, overrides,
                                                                      client_kwargs)
         self.env_id = env_id
-        self.clip_actions = clip_actions
         self.observation_space, self.action_space = _spaces(self.session)
         self._model_version = self.session.model_version
         self._needs_reset = True
@@ -94,7 +85,7 @@ class RemoteEnv(_Remote, gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._needs_reset:
             raise gym.error.ResetNeeded("call reset() before step() (and after an episode ends)")
-        out = self.session.step(self._actions(action)[None])
+        out = self.session.step(np.asarray(action)[None])
         self._model_version = out.model_version
         terminated, truncated = bool(out.terminated[0]), bool(out.truncated[0])
         self._needs_reset = terminated or truncated
@@ -114,13 +105,11 @@ class RemoteVectorEnv(_Remote, VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, target: str | BaseClient, env_id: str, num_envs: int = 1, *, token: str | None = None,
-                 seed: int | None = None, overrides: dict[str, Any] | None = None, clip_actions: bool = True,
-                 **client_kwargs: Any) -> None:
+                 seed: int | None = None, overrides: dict[str, Any] | None = None, **client_kwargs: Any) -> None:
         self._client, self._owns_client, self.session = open_session(target, env_id, num_envs, token, seed,
                                                                      overrides, client_kwargs)
         self.env_id = env_id
         self.num_envs = num_envs
-        self.clip_actions = clip_actions
         self.single_observation_space, self.single_action_space = _spaces(self.session)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
@@ -129,10 +118,7 @@ class RemoteVectorEnv(_Remote, VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        if isinstance(seed, list):
-            seed = seed[0]
-        if seed is not None:
-            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        seed = seed[0] if isinstance(seed, list) else seed  # the server seeds the episodes
         observations, self._model_version = self.session.reset(seed=seed)
         self._started = True
         return observations, {}
@@ -140,7 +126,7 @@ class RemoteVectorEnv(_Remote, VectorEnv):
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if not self._started:
             raise gym.error.ResetNeeded("call reset() before step()")
-        out = self.session.step(self._actions(actions), autoreset="next_step")
+        out = self.session.step(np.asarray(actions), autoreset="next_step")
         self._model_version = out.model_version
         active = ~out.reset_mask
         info = {

@@ -6,7 +6,6 @@ Imports stable-baselines3 (``pip install adept-client[sb3]``); ``adept_client`` 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,12 +26,10 @@ class RemoteVecEnv(_Remote, VecEnv):
     """
 
     def __init__(self, target: str | BaseClient, env_id: str, num_envs: int = 1, *, token: str | None = None,
-                 seed: int | None = None, overrides: dict[str, Any] | None = None, clip_actions: bool = True,
-                 **client_kwargs: Any) -> None:
+                 seed: int | None = None, overrides: dict[str, Any] | None = None, **client_kwargs: Any) -> None:
         self._client, self._owns_client, self.session = open_session(target, env_id, num_envs, token, seed,
                                                                      overrides, client_kwargs)
         self.env_id = env_id
-        self.clip_actions = clip_actions
         self.render_mode = None
         observation_space, action_space = _spaces(self.session)
         super().__init__(num_envs, observation_space, action_space)
@@ -47,7 +44,7 @@ class RemoteVecEnv(_Remote, VecEnv):
         return observations
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions_pending = self._actions(actions)
+        self._actions_pending = np.asarray(actions)
 
     def step_wait(self) -> VecEnvStepReturn:
         if self._actions_pending is None:
@@ -66,23 +63,24 @@ class RemoteVecEnv(_Remote, VecEnv):
             infos.append(info)
         return out.observations, out.rewards, dones, infos
 
-    def _indices(self, indices: VecEnvIndices) -> Sequence[int]:
-        if indices is None:
-            return range(self.num_envs)
-        return [indices] if isinstance(indices, int) else list(indices)
+    # The N envs are one remote session: a method runs once (N pushes of update_policy would count
+    # N policy updates on the server) and each answer is repeated per index.
+    def _per_index(self, value: Any, indices: VecEnvIndices) -> list[Any]:
+        count = self.num_envs if indices is None else len([indices] if isinstance(indices, int) else list(indices))
+        return [value] * count
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        return [getattr(self, attr_name) for _ in self._indices(indices)]
+        return self._per_index(getattr(self, attr_name), indices)
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         setattr(self, attr_name, value)
 
     def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
                    **method_kwargs: Any) -> list[Any]:
-        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._indices(indices)]
+        return self._per_index(getattr(self, method_name)(*method_args, **method_kwargs), indices)
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._indices(indices)]
+        return self._per_index(False, indices)
 
 
 class PushPolicy(BaseCallback):

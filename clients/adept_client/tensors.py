@@ -59,8 +59,3 @@ def from_tensor(tensor: pb.Tensor, name: str = "tensor", max_elements: int | Non
     if dtype.byteorder == "<" and not np.little_endian:  # only on big-endian hosts
         array = array.astype(dtype.newbyteorder("="))
     return array
-
-
-def has_tensor(message: object, field: str) -> bool:
-    """Return True if the Tensor ``field`` of ``message`` was set."""
-    return message.HasField(field)  # type: ignore[attr-defined]

@@ -12,9 +12,10 @@ import torch
 
 from adept_env.agents.iql import IQL, IQLConfig
 from adept_env.data.dataset import load_dataset
-from adept_env.evaluation import evaluate
-from adept_env.loop import ALGOS, TrainConfig, train
 from adept_env.tasks import UnknownNameError
+from adept_env.training.config import ALGOS, TrainConfig
+from adept_env.training.evaluation import evaluate
+from adept_env.training.loop import train
 
 
 def test_iql_learns_a_one_step_task() -> None:
@@ -149,8 +150,8 @@ def test_diff_sac_runs_against_the_world_model(small_datasets: dict[str, Path], 
 def test_actor_average_is_an_exponential_moving_average(small_datasets: dict[str, Path]) -> None:
     from stable_baselines3 import SAC
 
-    from adept_env.loop_sac import ActorAverage
     from adept_env.sim import make_real_env
+    from adept_env.training.sac_loop import ActorAverage
 
     model = SAC("MlpPolicy", make_real_env("Hopper-v5"), seed=0, device="cpu")
     average = ActorAverage(model, rate=0.1)
@@ -202,11 +203,13 @@ def test_cli_sets_iql_hyper_parameters(small_datasets: dict[str, Path], tmp_path
     from adept_env.cli import app
 
     common = ["train", str(small_datasets["hopper"]), "--budget", "20", "--eval-episodes", "1", "--no-progress"]
-    result = CliRunner().invoke(app, [*common, "--algo", "iql", "--beta", "10", "--expectile", "0.9",
+    result = CliRunner().invoke(app, [*common, "--algo", "iql", "--beta", "10", "--expectile", "0.9", "--no-penalty",
                                       "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())["iql"]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved = config["iql"]
     assert (saved["beta"], saved["expectile"], saved["hidden"]) == (10.0, 0.9, 256)
+    assert config["penalty"] == 0.0 and "use_penalty" not in config  # --no-penalty is --penalty 0
     refused = CliRunner().invoke(app, [*common, "--algo", "sac", "--beta", "10", "--out", str(tmp_path / "sac")])
     assert refused.exit_code == 2 and "sac does not use them" in refused.output
     assert not (tmp_path / "sac").exists()
@@ -215,7 +218,7 @@ def test_cli_sets_iql_hyper_parameters(small_datasets: dict[str, Path], tmp_path
 
 
 def test_resuming_with_other_settings_is_refused(small_datasets: dict[str, Path], tmp_path: Path) -> None:
-    from adept_env.loop import RunMismatchError
+    from adept_env.training.run import RunMismatchError
 
     dataset = load_dataset(small_datasets["hopper"])
     small = {"algo": "iql", "batch_size": 64, "eval_every": 50, "eval_episodes": 1, "iql": IQLConfig(hidden=32)}
@@ -224,6 +227,19 @@ def test_resuming_with_other_settings_is_refused(small_datasets: dict[str, Path]
         train(dataset, TrainConfig(updates=100, real_ratio=0.25, **small), tmp_path / "run", progress=False)
     longer = TrainConfig(updates=100, **small)
     assert [row["update"] for row in train(dataset, longer, tmp_path / "run", progress=False).curve] == [50, 100]
+
+
+def test_an_older_run_folder_without_the_penalty_resumes_as_penalty_zero(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from adept_env.training.run import RunMismatchError, check_same_run
+
+    plain, ablation = asdict(TrainConfig(algo="iql")), asdict(TrainConfig(algo="iql", penalty=0.0))
+    old_ablation = {**plain, "use_penalty": False}  # config.json of a --no-penalty run before `penalty` alone
+    check_same_run(old_ablation, ablation, tmp_path)
+    with pytest.raises(RunMismatchError, match=r"penalty: 0.0 -> 1.0"):
+        check_same_run(old_ablation, plain, tmp_path)
+    check_same_run({**plain, "use_penalty": True}, plain, tmp_path)
 
 
 def test_sac_takes_the_minimum_over_n_critics(small_datasets: dict[str, Path], tmp_path: Path) -> None:

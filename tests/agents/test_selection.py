@@ -12,14 +12,16 @@ import pytest
 
 from adept_env.agents.iql import IQLConfig
 from adept_env.data.dataset import load_dataset
-from adept_env.loop import TrainConfig, train
-from adept_env.selection import best_row, is_new_best, model_return
+from adept_env.training.config import TrainConfig
+from adept_env.training.loop import train
+from adept_env.training.selection import best_row, is_new_best, model_return
 
 
 class LineWorld:
     """A toy model: the state moves by the action; reward 1 per step minus nothing; it ends past x = 3."""
 
-    def sample(self, observations: np.ndarray, actions: np.ndarray, seed: int | None = None) -> SimpleNamespace:
+    def sample(self, observations: np.ndarray, actions: np.ndarray, n_samples: int | None = None,
+               seed: int | None = None) -> SimpleNamespace:
         nxt = observations.copy()
         nxt[:, 0] += actions[:, 0]
         return SimpleNamespace(next_observations=nxt, rewards=np.ones(len(nxt), np.float32),
@@ -67,10 +69,10 @@ def test_runs_keep_and_score_the_model_selected_checkpoint(algo: str, small_data
 def test_an_earlier_selected_checkpoint_is_reloaded_and_scored(algo: str, small_datasets: dict[str, Path],
                                                                quick_model_path: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import adept_env.loop
+    import adept_env.training.run
 
     estimates = iter([5.0, 1.0])  # the first checkpoint is the best: the kept file must be scored
-    monkeypatch.setattr(adept_env.loop, "_model_return", lambda core, config, act: next(estimates))
+    monkeypatch.setattr(adept_env.training.run, "policy_model_return", lambda core, config, act: next(estimates))
     dataset = load_dataset(small_datasets["halfcheetah"])
     run_dir = tmp_path / algo
     run_dir.mkdir()

@@ -11,9 +11,11 @@ import torch
 
 from adept_env.agents.iql import IQLConfig
 from adept_env.data.dataset import load_dataset
-from adept_env.loop import SyntheticBuffer, TrainConfig, train
 from adept_env.tasks import get_task
-from adept_env.value_penalty import value_std
+from adept_env.training.config import TrainConfig
+from adept_env.training.iql_loop import SyntheticBuffer
+from adept_env.training.loop import train
+from adept_env.training.value_penalty import value_std
 
 
 def _hopper_sac(dataset_path: Path, value_penalty: float) -> tuple:

@@ -19,11 +19,13 @@ from adept_env.data.behavior import (
     BehaviorPolicy,
     MixtureBehavior,
     UniformBehavior,
+    actor_paths,
     behavior_policy_for,
     dataset_behavior_log_probs,
     fit_behavior_cloning,
     load_actor,
     save_actor,
+    shipped_actor_stem,
     shipped_actors,
     squashed_gaussian_log_prob,
 )
@@ -249,10 +251,19 @@ def test_bc_density_recovers_a_known_tanh_gaussian() -> None:
     assert fitted.spec["fit"]["holdout_log_likelihood"] == pytest.approx(true.mean(), abs=0.15)
 
 
-def test_shipped_actors_load_act_and_state_their_score() -> None:
+def _shipped_actors() -> list[ActorPolicy]:
+    """The shipped actors, one per task and quality; they are committed, so a missing one is a packaging bug."""
+    wanted = {(task, quality) for task in TASKS for quality in ("medium", "expert")}
+    missing = sorted(f"{t}-{q}" for t, q in wanted
+                     if not all(path.exists() for path in actor_paths(shipped_actor_stem(t, q))))
+    assert not missing, f"{behavior.POLICIES_DIR} lacks the shipped actors {missing}"
     actors = shipped_actors()
-    if not actors:
-        pytest.skip("this checkout ships no actors yet")
+    assert {(actor.spec["task"], actor.spec["quality"]) for actor in actors} == wanted
+    return actors
+
+
+def test_shipped_actors_load_act_and_state_their_score() -> None:
+    actors = _shipped_actors()
     for actor in actors:
         spec = actor.metadata
         task = TASKS[spec["task"]]
@@ -268,9 +279,7 @@ def test_shipped_actors_load_act_and_state_their_score() -> None:
 
 
 def test_shipped_actors_log_probs_match_their_datasets(tmp_path: Path) -> None:
-    actors = shipped_actors()
-    if not actors:
-        pytest.skip("this checkout ships no actors yet")
+    actors = _shipped_actors()
     for actor in actors:
         name = f"{actor.spec['task']}-{actor.spec['quality']}"
         path = make_dataset(name, steps=300, seed=0, out=tmp_path / f"{name}.hdf5", progress=False)

@@ -21,7 +21,7 @@ TINY = dataclasses.replace(WorldModelConfig.quick(), steps=600, eval_every=200, 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """One intra-op thread: with other jobs on a 2-core machine, two threads collapse (DESIGN.md)."""
+    """One intra-op thread: with other jobs on a 2-core machine, two threads collapse (BENCHMARKS.md, Threads)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

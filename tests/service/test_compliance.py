@@ -96,7 +96,7 @@ def test_batched_shapes_and_autoreset(client) -> None:
     session.close()
 
 
-def test_update_policy_snapshot_and_refit_bump_version(client) -> None:
+def test_update_policy_snapshot_and_refit_bump_version(client, live_server) -> None:
     from adept_env.data.behavior import actor_paths, shipped_actor_stem
 
     weights, spec = actor_paths(shipped_actor_stem("halfcheetah", "medium"))
@@ -109,7 +109,16 @@ def test_update_policy_snapshot_and_refit_bump_version(client) -> None:
     assert job.state == "running" and 0 < job.ess_fraction <= 1
     done = session.wait_refit(job.job_id, timeout_s=120)
     assert done.state == "done" and done.model_version == before + 1 and done.checkpointed, done
-    assert isinstance(done.kept_start, bool)  # travels on both transports (value: the refit's own outcome)
+    from server.sessions import owner_of_token
+
+    engine = live_server.core._session(owner_of_token(TOKENS[0]), session.session_id).engine
+    engine_job = engine.core.jobs[done.job_id - 1]
+    assert done.kept_start is engine_job.kept_start  # the refit's own outcome travels on both transports...
+    engine_job.fit_report.kept_start = not engine_job.kept_start  # ...and so does the other value
+    try:
+        assert session.wait_refit(done.job_id, timeout_s=5).kept_start is engine_job.kept_start
+    finally:
+        engine_job.fit_report.kept_start = done.kept_start
     assert session.step(np.zeros((4, ACT_DIM), np.float32)).model_version == before + 1
     session.close()
 
@@ -154,7 +163,7 @@ def test_auth_and_cross_session_denial(client, target: str) -> None:
     session.close()
 
 
-@pytest.mark.parametrize("case", ["shape", "nan", "inf", "out_of_bounds", "dtype", "rank"])
+@pytest.mark.parametrize("case", ["shape", "nan", "inf", "dtype", "rank"])
 def test_bad_actions(client, case: str) -> None:
     session = client.create_session(ENV_ID, num_envs=2, seed=0)
     session.reset()
@@ -162,16 +171,31 @@ def test_bad_actions(client, case: str) -> None:
         "shape": np.zeros((2, ACT_DIM + 1), np.float32),
         "nan": np.array([[0.0] * ACT_DIM, [np.nan] + [0.0] * (ACT_DIM - 1)], np.float32),
         "inf": np.full((2, ACT_DIM), np.inf, np.float32),
-        "out_of_bounds": np.full((2, ACT_DIM), 1.5, np.float32),
-        "dtype": np.zeros((2, ACT_DIM), np.int64),
+        "dtype": np.zeros((2, ACT_DIM), bool),
         "rank": np.zeros((2, ACT_DIM, 1), np.float32),
     }[case]
-    message = {"shape": "shape", "nan": "NaN", "inf": "inf", "out_of_bounds": "outside", "dtype": "float32",
+    message = {"shape": "shape", "nan": "NaN", "inf": "inf", "dtype": "numbers",
                "rank": "shape"}[case]
     with pytest.raises(InvalidArgumentError, match=message):
         session.step(actions)
     session.close()
     assert_serving(client)
+
+
+def test_out_of_bounds_actions_are_clipped_as_in_the_local_envs(client) -> None:
+    """One action policy everywhere (EpisodeBatch.step): finite actions outside [-1, 1] are clipped, as MuJoCo
+    clamps the controls; integer actions are numbers too."""
+    outside, clipped, ints = (client.create_session(ENV_ID, num_envs=2, seed=3) for _ in range(3))
+    for session in (outside, clipped, ints):
+        session.reset()
+    wild = np.array([[1.5] * ACT_DIM, [-7.0] * ACT_DIM], np.float32)
+    a, b = outside.step(wild), clipped.step(np.clip(wild, -1, 1))
+    np.testing.assert_array_equal(a.observations, b.observations)
+    np.testing.assert_array_equal(a.rewards, b.rewards)
+    c = ints.step(np.array([[2] * ACT_DIM, [-3] * ACT_DIM], np.int64))
+    np.testing.assert_array_equal(c.observations, b.observations)
+    for session in (outside, clipped, ints):
+        session.close()
 
 
 def test_bad_requests(client, target: str) -> None:

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from adept_env.data.dataset import OfflineDataset
+from adept_env.envs.config import EnvConfig
 
 
 def model_return(act: Callable[[np.ndarray], np.ndarray], model: Any, dataset: OfflineDataset, episodes: int = 20,
-                 horizon: int = 1000, penalty: float = 1.0, seed: int = 0) -> float:
+                 horizon: int = 1000, penalty: float = EnvConfig.penalty, seed: int = 0) -> float:
     """Mean return of ``act`` (a batch of observations -> actions in [-1, 1]) in ``model``.
 
     ``episodes`` episodes start from dataset episode starts (the same ones for a given seed) and
@@ -28,17 +29,22 @@ def model_return(act: Callable[[np.ndarray], np.ndarray], model: Any, dataset: O
     """
     if episodes < 1 or horizon < 1:
         raise ValueError(f"episodes and horizon must be >= 1, got {episodes} and {horizon}")
-    rng = np.random.default_rng(seed)
-    obs = dataset.observations[rng.choice(dataset.episode_starts(), size=episodes)].astype(np.float32)
+    from adept_env.envs.core import WorldModelCore
+    from adept_env.envs.episodes import EpisodeBatch
+
+    core = WorldModelCore(dataset, model, EnvConfig(horizon=horizon, penalty=penalty, start_states="initial"))
+    batch, rng = EpisodeBatch(core, episodes), np.random.default_rng(seed)
+    obs = batch.reset(rng)
     alive = np.ones(episodes, bool)
     total = np.zeros(episodes)
     for t in range(horizon):
         idx = np.flatnonzero(alive)
-        actions = np.clip(np.asarray(act(obs[idx]), np.float32).reshape(len(idx), -1), -1.0, 1.0)
-        pred = model.sample(obs[idx], actions, seed=seed * 1_000_003 + t)
-        total[idx] += pred.rewards - penalty * pred.uncertainty
-        obs[idx] = pred.next_observations
-        alive[idx] = ~pred.terminated
+        actions = np.zeros((episodes, dataset.task.act_dim), np.float32)
+        actions[idx] = np.asarray(act(obs[idx]), np.float32).reshape(len(idx), -1)
+        out = batch.step(actions, rng, mask=alive, seed=seed * 1_000_003 + t)
+        total[idx] += out.rewards[idx]
+        obs = out.observations
+        alive &= ~out.terminated
         if not alive.any():
             break
     return float(total.mean())

@@ -7,7 +7,6 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +19,9 @@ from tqdm.auto import tqdm
 
 from adept_env.atomic import atomic_path
 from adept_env.data.dataset import OfflineDataset
-from adept_env.evaluation import evaluate
+from adept_env.training.config import TrainConfig, TrainResult
+from adept_env.training.evaluation import EvalResult, evaluate
+from adept_env.training.run import RunLog, model_columns, score_in_model, selected_checkpoint, world_model_core
 
 
 def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -100,16 +101,16 @@ class _Evaluate(BaseCallback):
         return True
 
 
-def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: bool = True, resume: bool = True,
-              on_eval: Callable[[dict[str, float]], None] | None = None) -> Any:
-    """Train ``sac`` (offline, real data), ``diff-sac`` or ``adept-sac``; same contract as loop.train.
+def train_sac(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progress: bool = True,
+              resume: bool = True, on_eval: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    """Train ``sac`` (offline, real data), ``diff-sac`` or ``adept-sac``; the contract of
+    ``adept_env.training.loop.train`` (which also checks and saves the run's settings).
 
     Resuming restores the networks, the optimisers, the entropy coefficient and the update
     count (``training_state.pt``, tensors only); SAC's own replay buffer of synthetic transitions
     is not kept across an interruption (it is refilled by rollouts).
     """
     from adept_env.data.train_behavior import load_sac_training_state, sac_training_state
-    from adept_env.loop import RunLog, TrainResult, _core, _model_columns, _score_in_model, _selected
     from adept_env.sb3 import MixedReplayBuffer, PolicySync, WorldModelVecEnv
     from adept_env.sim import make_real_env
 
@@ -123,7 +124,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
     started = time.perf_counter()
     core = None
     if config.uses_model:
-        core = _core(dataset, config, run_dir, progress)
+        core = world_model_core(dataset, config, run_dir, progress)
         env = WorldModelVecEnv(num_envs=config.sac_envs, core=core, seed=config.seed)
         model = SAC("MlpPolicy", env, batch_size=config.batch_size, learning_starts=min(5_000, config.updates // 10),
                     policy_kwargs={"n_critics": config.sac_critics},
@@ -155,7 +156,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         final = total >= config.updates
         episodes = max(config.eval_episodes, 10) if final else config.eval_episodes
         seed = config.seed * 1000 + total
-        extra = _model_columns(core)
+        extra = model_columns(core)
         if config.value_penalty:
             extra["value_penalty_mean"] = model.replay_buffer.penalty_mean
         if average is not None:  # the average is what counts; the raw actor's score is kept beside it
@@ -166,7 +167,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         else:
             result = evaluate(model, dataset.task, episodes=episodes, seed=seed)
         # keep what is evaluated: the average when there is one
-        extra.update(_score_in_model(
+        extra.update(score_in_model(
             core, config, log.curve,
             (lambda o: model.predict(o, deterministic=True)[0]) if average is None else average.act,
             lambda: _save_tensors(model.policy.state_dict() if average is None else average.state_dict(),
@@ -219,7 +220,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         model if average is None else average.act, dataset.task, max(config.eval_episodes, 10),
         seed=config.seed * 1000 + config.updates)
 
-    def evaluate_saved(episodes: int, seed: int) -> Any:
+    def evaluate_saved(episodes: int, seed: int) -> EvalResult:
         saved = load_file(str(selected_file))
         if average is not None:
             return evaluate(ActorAverage(model, config.policy_average, saved).act, dataset.task, episodes, seed=seed)
@@ -227,7 +228,7 @@ def train_sac(dataset: OfflineDataset, config: Any, run_dir: Path, progress: boo
         kept.load_state_dict(saved)
         return evaluate(kept, dataset.task, episodes, seed=seed)
 
-    selected = _selected(log, config, final, evaluate_saved)
+    selected = selected_checkpoint(log, config, final, evaluate_saved)
     if selected is not None:
         log.save_progress({"update": config.updates, "algo": config.algo, "selected": selected})
     log.writer.close()

@@ -1,0 +1,149 @@
+"""What the IQL and SAC loops share: the run folder's log and resume check, the world model a run
+trains against, and the offline scoring and keeping of checkpoints (``model_return``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adept_env.atomic import atomic_path
+from adept_env.data.dataset import OfflineDataset
+from adept_env.training.config import TrainConfig, upgrade_saved_config
+from adept_env.training.evaluation import EvalResult
+from adept_env.training.selection import best_row, is_new_best, model_return
+
+
+class RunLog:
+    """TensorBoard scalars, the learning curve (JSON + PNG) and the progress file of a run."""
+
+    def __init__(self, run_dir: Path, title: str) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir, self.title = run_dir, title
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.curve: list[dict[str, float]] = []
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step)
+
+    def evaluation(self, step: int, result: EvalResult, extra: dict[str, float]) -> None:
+        row = {"update": step, "score_mean": result.score_mean, "score_std": result.score_std,
+               "return_mean": result.return_mean, **extra}
+        self.curve.append(row)
+        self.scalars({"eval/normalized_score": result.score_mean, "eval/return": result.return_mean}, step)
+        self.writer.flush()
+        self.plot()
+
+    def save_progress(self, payload: dict[str, Any]) -> None:
+        with atomic_path(self.run_dir / "progress.json") as tmp:
+            tmp.write_text(json.dumps({**payload, "curve": self.curve}, indent=2))
+
+    def plot(self) -> Path:
+        """Write learning_curve.png (normalised score ± std over updates); return its path."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        x = np.array([r["update"] for r in self.curve])
+        y = np.array([r["score_mean"] for r in self.curve])
+        s = np.array([r["score_std"] for r in self.curve])
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(x, y, marker="o")
+        ax.fill_between(x, y - s, y + s, alpha=0.2)
+        ax.set_xlabel("agent updates")
+        ax.set_ylabel("D4RL-normalised score (real MuJoCo)")
+        ax.set_title(self.title)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = self.run_dir / "learning_curve.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+        return path
+
+
+class RunMismatchError(ValueError):
+    """A run folder holds a run made with other settings than the ones asked to resume it."""
+
+
+RESUMABLE_CHANGES = ("updates", "eval_every", "eval_episodes", "selection_episodes")
+"""Settings a resumed run may change (a longer budget, other evaluation points)."""
+
+
+def check_same_run(saved: dict[str, Any], wanted: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume a run folder whose saved settings differ from ``wanted`` (except RESUMABLE_CHANGES).
+
+    ``saved`` may come from an older version (see ``upgrade_saved_config``); settings it lacks
+    are taken as unchanged.
+    """
+    saved = upgrade_saved_config(saved)
+    differences = [f"{key}: {saved.get(key)!r} -> {value!r}" for key, value in wanted.items()
+                   if key not in RESUMABLE_CHANGES and saved.get(key, value) != value]
+    if differences:
+        raise RunMismatchError(f"{run_dir} holds a run with other settings ({'; '.join(differences)}); "
+                               "resume it with the same settings or train into another folder (--out)")
+
+
+def world_model_core(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progress: bool) -> Any:
+    """The world-model environment core the run trains against: the run folder's refitted model when
+    there is one, else the cached (or newly trained) model of ``config.profile``."""
+    from adept_env.envs.config import EnvConfig
+    from adept_env.envs.core import WorldModelCore
+    from adept_env.envs.model_store import load_or_train
+
+    saved = run_dir / "world_model"
+    model = load_or_train(dataset, config.profile, str(saved) if saved.exists() else None, progress=progress,
+                          seed=config.seed)
+    env_config = EnvConfig(horizon=config.horizon, penalty=config.penalty, profile=config.profile,
+                           refit_steps=config.refit_steps,
+                           n_samples=config.value_samples if config.value_penalty else None)
+    return WorldModelCore(dataset, model, env_config)
+
+
+def model_columns(core: Any) -> dict[str, float]:
+    """The world model's columns of a curve row (zeros for the real-data-only algorithms)."""
+    return {"model_version": core.model_version if core else 0,
+            "refits_kept_start": core.refits_kept_start() if core else 0}
+
+
+def policy_model_return(core: Any, config: TrainConfig, act: Callable[[np.ndarray], np.ndarray]) -> float | None:
+    """The policy's penalised return in the current world model (None when selection is off)."""
+    if core is None or not config.selection_episodes:
+        return None
+    return model_return(act, core.model, core.dataset, episodes=config.selection_episodes, seed=config.seed)
+
+
+def score_in_model(core: Any, config: TrainConfig, curve: list[dict[str, float]],
+                   act: Callable[[np.ndarray], np.ndarray], keep: Callable[[], None]) -> dict[str, float]:
+    """The ``model_return`` column of a curve row (empty when selection is off); calls ``keep()``
+    to save the checkpoint when it beats every earlier row."""
+    estimate = policy_model_return(core, config, act)
+    if estimate is None:
+        return {}
+    if is_new_best(curve, estimate):
+        keep()
+    return {"model_return": estimate}
+
+
+def selected_checkpoint(log: RunLog, config: TrainConfig, final: EvalResult,
+                        evaluate_saved: Callable[[int, int], EvalResult]) -> dict[str, float] | None:
+    """The best-``model_return`` checkpoint's row, scored in the real env like the final policy;
+    ``evaluate_saved(episodes, seed)`` scores the kept checkpoint when it is not the last one."""
+    row = best_row(log.curve)
+    if row is None:
+        return None
+    if row["update"] == log.curve[-1]["update"]:
+        result = final
+    else:
+        try:
+            result = evaluate_saved(max(config.eval_episodes, 10), config.seed * 1000 + config.updates)
+        except FileNotFoundError:  # the kept checkpoint was removed from the run folder
+            return None
+    return {"update": row["update"], "model_return": row["model_return"], "score_mean": result.score_mean,
+            "score_std": result.score_std}
