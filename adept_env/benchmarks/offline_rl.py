@@ -42,8 +42,8 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
     threads for every run (1: the fastest for these small networks on a shared 2-core machine).
     ``penalty`` (lambda), ``value_penalty`` (beta, MOBILE-style) and ``real_ratio`` apply to every
     algorithm that uses them (the penalties to the world-model variants only);
-    ``normalize_states=False`` feeds IQL raw observations (how figures before 2026-11-27's
-    second session were measured). Beside the
+    ``normalize_states=False`` feeds IQL raw observations (the "raw observations" figures in
+    BENCHMARKS.md). Beside the
     final score the table gives the mean of the last three evaluations, a steadier read where
     scores swing from one evaluation to the next.
     """

@@ -12,7 +12,8 @@ from adept_env.benchmarks.offline_rl import run, wall_seconds
 from adept_env.data.dataset import default_path
 
 
-def test_offline_rl_benchmark_writes_table_curves_and_json(small_datasets: dict[str, Path], tmp_path: Path) -> None:
+def test_offline_rl_benchmark_writes_table_curves_and_json(small_datasets: dict[str, Path], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     target = default_path("hopper-random")
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(small_datasets["hopper"], target)
@@ -27,10 +28,18 @@ def test_offline_rl_benchmark_writes_table_curves_and_json(small_datasets: dict[
     for runs in results.values():
         assert [row["update"] for row in runs[0]["curve"]] == [30, 60]
         assert runs[0]["cpu_seconds_this_call"] > 0
-    # a rerun resumes the finished runs instead of training again
+    # a rerun resumes the finished runs instead of training again: not one agent update, the same curve
+    from adept_env.agents.iql import IQL
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the rerun trained the agent again instead of resuming the finished run")
+
+    monkeypatch.setattr(IQL, "update", no_training)
     again = run("hopper-random", algos=("iql",), seeds=(0,), updates=60, eval_every=30, eval_episodes=1,
                 out=out, progress=False)
     assert "| iql |" in again
+    resumed = json.loads((out / "results.json").read_text())["iql"][0]["curve"]
+    assert resumed == results["iql"][0]["curve"]
 
 
 def test_wall_time_adds_up_the_calls_of_a_resumed_run() -> None:
