@@ -17,7 +17,7 @@ COPY server ./server
 COPY protos ./protos
 COPY clients ./clients
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ./clients ".[server]"
+RUN pip install --no-cache-dir ".[server]"
 
 RUN useradd --create-home --uid 1000 adept && mkdir -p /data && chown adept /data
 USER 1000

@@ -12,7 +12,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml clients/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check "torch==2.13.0"
-	$(PIP) install --quiet --disable-pip-version-check -e ".[dev,server,client,minari]" -e clients
+	$(PIP) install --quiet --disable-pip-version-check -e ".[dev,server,client,minari,ray]"
 	touch $@
 
 # End to end, a few minutes on 2 CPU cores: a 200k-step halfcheetah-random dataset, a quick world model,

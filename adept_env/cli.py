@@ -318,11 +318,16 @@ def bench_world_model(
     dataset: Annotated[Path | None, typer.Option(help="Use this .hdf5 instead of generating data.")] = None,
     threads: Annotated[int, typer.Option(help="torch intra-op threads (1: the fair match for one MuJoCo process).",
                                          min=1)] = 1,
+    device: Annotated[str, typer.Option(help="Device of the diffusion models: auto, cpu, cuda or cuda:N.")] = "cpu",
 ) -> None:
     """Diffusion world model vs a probabilistic ensemble (fidelity), vs MuJoCo (speed), and fit cost."""
     from adept_env.benchmarks.world_model import run
 
-    run(quick=quick, json_path=json_path, train_seconds=train_seconds, dataset_path=dataset, threads=threads)
+    try:
+        run(quick=quick, json_path=json_path, train_seconds=train_seconds, dataset_path=dataset, threads=threads,
+            device=device)
+    except ValueError as exc:  # a device torch does not see
+        fail(str(exc))
 
 
 @bench_app.command("refit")

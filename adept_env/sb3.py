@@ -107,7 +107,8 @@ class PolicySync(BaseCallback):
     """Push the agent's policy to the world-model env every ``every`` steps.
 
     With ``refit=True`` each push also starts a background importance-sampled refit (the env
-    keeps stepping the old model until the new one is swapped in). ``env`` defaults to the
+    keeps stepping the old model until the new one is swapped in); a push while the previous
+    refit still runs starts none (one refit at a time per world model). ``env`` defaults to the
     model's training env.
     """
 
@@ -131,7 +132,7 @@ class PolicySync(BaseCallback):
             for core in self.cores:
                 core.update_policy(self.model)
                 if self.refit:
-                    core.refit(blocking=False)
+                    core.refit_if_idle()  # while one runs this push's refit is skipped (core.skipped_refits)
             self.pushes += 1
             self.logger.record("adept/model_version", self.cores[0].model_version)
         return True

@@ -19,8 +19,8 @@ from server.config import MIB, ServerConfig
 
 SERVER_OPTIONS = ConfigOptions(
     ServerConfig,
-    exclude=("api_tokens", "env_settings", "default_settings", "client_overrides", "max_sessions_per_owner",
-             "max_refit_steps", "max_wait_s", "keep_versions", "grpc_workers", "grace_s"),
+    exclude=("api_tokens", "env_settings", "default_settings", "client_overrides", "max_wait_s", "keep_versions",
+             "grpc_workers", "grace_s"),
     flags={
         "grpc_port": Flag(type=int, min=-1, show=lambda port: -1 if port is None else port,
                           parse=lambda port: None if port < 0 else port,
@@ -33,6 +33,9 @@ SERVER_OPTIONS = ConfigOptions(
         "max_message_bytes": Flag("--max-message-mb", type=int, min=1, show=lambda size: size // MIB,
                                   parse=lambda mib: mib * MIB, help="Largest request or response in MiB."),
         "max_sessions": Flag(min=1),
+        "max_sessions_per_owner": Flag(min=1),
+        "max_refit_steps": Flag(min=1),
+        "max_samples": Flag(min=1),
         "max_num_envs": Flag(min=1),
         "idle_timeout_s": Flag("--idle-timeout", min=1),
         "torch_threads": Flag(min=1),
@@ -71,6 +74,13 @@ def serve_command(server: Settings, world_model: Settings) -> None:
     env_ids = server["env_ids"]
     if per_env and len(env_ids or ()) != 1:
         fail("--model-path/--dataset-path need exactly one --env")
+    if "device" in world_model:
+        from adept_env.devices import resolve_device
+
+        try:  # before anything starts: a device torch does not see is an error, not a CPU fallback
+            resolve_device(world_model["device"])
+        except ValueError as exc:
+            fail(str(exc))
     config = ServerConfig(**server, default_settings=world_model,
                           env_settings={env_ids[0]: per_env} if per_env else {}).with_environ()
     try:
@@ -95,10 +105,31 @@ def bench_service(
     run(quick=quick, json_path=json_path, pin=pin)
 
 
+def bench_soak(
+    seconds: Annotated[float, typer.Option(help="How long the clients step (plus restarts).", min=5)] = 90.0,
+    clients: Annotated[int, typer.Option(help="gRPC clients stepping their own sessions.", min=1)] = 32,
+    kills: Annotated[int, typer.Option(help="Times the server is killed (SIGKILL) mid-refit and restarted.",
+                                       min=0)] = 3,
+    refit_every: Annotated[float, typer.Option(help="Seconds between policy pushes with a refit.", min=0.5)] = 4.0,
+    refit_steps: Annotated[int, typer.Option(help="Gradient steps of each refit.", min=1)] = 3_000,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
+) -> None:
+    """Soak on loopback: many clients, refits, the server killed mid-refit and restarted; prints requests=,
+    errors=, server_crashes=, versions_lost=, peak_rss_mb= (targets: 0 errors, crashes and versions lost)."""
+    import json
+
+    from server.soak import run
+
+    figures = run(seconds=seconds, clients=clients, kills=kills, refit_every=refit_every, refit_steps=refit_steps)
+    if json_path is not None:
+        json_path.write_text(json.dumps(figures, indent=2))
+
+
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     """Add the server's commands to ``adept-env`` (the ``adept_env.commands`` entry point)."""
     app.command("serve")(serve_command)
     groups["bench"].command("service")(bench_service)
+    groups["bench"].command("soak")(bench_soak)
 
 
 def main() -> None:

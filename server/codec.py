@@ -1,13 +1,17 @@
 """``adept.v1`` messages <-> session-core calls, shared by the gRPC servicer and the binary HTTP route.
 
 ``METHODS`` maps each RPC name to its request class and a handler ``(core, owner, request) ->
-response``. Both front-ends parse the request bytes themselves, so malformed protobuf is an
-INVALID_ARGUMENT with a message rather than a transport-level failure.
+response``; ``answer`` runs one call from request bytes to response bytes. Both front-ends parse
+the request bytes themselves, so malformed protobuf is an INVALID_ARGUMENT with a message rather
+than a transport-level failure. Every value a client sends is checked here or in the core before
+it is used: tensor sizes (``adept_client.tensors.from_tensor``), seeds, and the size and nesting
+depth of JSON text (overrides, policy specs).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -17,21 +21,69 @@ from adept_client.tensors import TensorError, from_tensor, to_tensor
 from google.protobuf.message import DecodeError, Message
 
 from adept_env.envs.episodes import AUTORESET_NAMES, StepResult
-from server.errors import invalid
+from server.errors import ServiceError, invalid
 from server.sessions import RefitInfo, SessionCore, SessionInfo, UpdateResult
 
 REFIT_STATES = {"running": pb.REFIT_STATE_RUNNING, "done": pb.REFIT_STATE_DONE, "failed": pb.REFIT_STATE_FAILED}
 AUTORESET_BY_CODE = {pb.AUTORESET_MODE_NONE: "none", pb.AUTORESET_MODE_NEXT_STEP: "next_step",
                      pb.AUTORESET_MODE_SAME_STEP: "same_step"}
 assert set(AUTORESET_BY_CODE.values()) == set(AUTORESET_NAMES)
+log = logging.getLogger("adept.server")
+
+MAX_JSON_DEPTH = 64
+"""Nesting of arrays/objects a JSON value from a client may have at most (policy specs, overrides)."""
+MAX_SPEC_CHARS = 1 << 20
+"""Characters of a policy snapshot's JSON spec at most (the shipped ones are ~3 KB)."""
+MAX_OVERRIDE_CHARS = 10_000
+"""Characters of one CreateSession override's JSON value at most."""
+MAX_SEED = 2**63 - 1
+"""Seeds are integers in [0, MAX_SEED] (numpy's generators refuse negative ones; the wire carries int64)."""
 
 
 def parse(cls: type[Message], data: bytes) -> Message:
     """Return ``data`` parsed as ``cls``; INVALID_ARGUMENT with the parser's message if it is malformed."""
     try:
         return cls.FromString(data)
-    except (DecodeError, ValueError) as exc:
+    except (DecodeError, ValueError, RecursionError) as exc:
         raise invalid(f"malformed {cls.DESCRIPTOR.full_name} protobuf: {exc}") from exc
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Return how deeply arrays/objects nest in a parsed JSON ``value`` (a scalar: 0; stops counting past ``limit``)."""
+    depth, level = 0, [value]
+    while depth <= limit:
+        containers = [item for item in level if isinstance(item, (list, dict))]
+        if not containers:
+            break
+        depth += 1
+        level = [child for item in containers for child in (item.values() if isinstance(item, dict) else item)]
+    return depth
+
+
+def check_json(text: str, name: str, max_chars: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Return JSON ``text`` parsed; INVALID_ARGUMENT if it is longer than ``max_chars``, malformed, or nests
+    deeper than ``max_depth`` (checked before any recursive use of it)."""
+    if len(text) > max_chars:
+        raise invalid(f"{name} is {len(text)} characters, more than the limit of {max_chars}")
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise invalid(f"{name} nests deeper than the limit of {max_depth}") from exc
+    except ValueError as exc:
+        raise invalid(f"{name} is not valid JSON: {exc}") from exc
+    if json_depth(value, max_depth) > max_depth:
+        raise invalid(f"{name} nests deeper than the limit of {max_depth}")
+    return value
+
+
+def seed_of(message: Message, name: str = "seed") -> int | None:
+    """Return an optional seed field's value (None when unset); INVALID_ARGUMENT when negative."""
+    if not message.HasField(name):
+        return None
+    seed = getattr(message, name)
+    if not 0 <= seed <= MAX_SEED:
+        raise invalid(f"{name} must be in [0, 2**63), got {seed}")
+    return seed
 
 
 def tensor(message: Message, name: str, max_elements: int | None = None, required: bool = True) -> np.ndarray | None:
@@ -101,11 +153,19 @@ def decode_overrides(overrides: Any) -> dict[str, Any]:
     out = {}
     for key, text in overrides.items():
         try:
-            out[key] = json.loads(text)
-        except ValueError as exc:
+            out[key] = check_json(text, f"override {key!r}", MAX_OVERRIDE_CHARS)
+        except ServiceError as exc:
             raise invalid(f"override {key!r} must be a JSON value (e.g. 10, 0.5, null, \"initial\"), "
-                          f"got {text!r}") from exc
+                          f"got {text[:100]!r}: {exc.message}") from exc
     return out
+
+
+def close_orphan(core: SessionCore, owner: str, session_id: str) -> None:
+    """Close a session whose CreateSession answer could not be sent (the caller never learns its id)."""
+    try:
+        core.close_session(owner, session_id)
+    except Exception:  # the original error is what the caller must see
+        log.exception("closing orphaned session %s… failed", session_id[:6])
 
 
 def _list(core: SessionCore, owner: str, request: pb.ListEnvironmentsRequest) -> pb.ListEnvironmentsResponse:
@@ -117,14 +177,18 @@ def _list(core: SessionCore, owner: str, request: pb.ListEnvironmentsRequest) ->
 def _create(core: SessionCore, owner: str, request: pb.CreateSessionRequest) -> pb.CreateSessionResponse:
     if not request.env_id:
         raise invalid("env_id is missing")
-    seed = request.seed if request.HasField("seed") else None
+    seed = seed_of(request)
     info = core.create_session(owner, request.env_id, request.num_envs, seed, decode_overrides(request.overrides))
-    return session_response(info)
+    try:
+        return session_response(info)
+    except BaseException:
+        close_orphan(core, owner, info.session_id)
+        raise
 
 
 def _reset(core: SessionCore, owner: str, request: pb.ResetRequest) -> pb.ResetResponse:
     mask = tensor(request, "mask", core.config.max_num_envs, required=False)
-    seed = request.seed if request.HasField("seed") else None
+    seed = seed_of(request)
     obs, version = core.reset(owner, request.session_id, seed, mask)
     return pb.ResetResponse(observations=to_tensor(obs), model_version=version)
 
@@ -138,7 +202,7 @@ def _step(core: SessionCore, owner: str, request: pb.StepRequest) -> pb.StepResp
 
 
 def _pairs(core: SessionCore, owner: str, request: pb.GetDatasetPairsRequest) -> pb.GetDatasetPairsResponse:
-    seed = request.seed if request.HasField("seed") else None
+    seed = seed_of(request)
     pairs = core.dataset_pairs(owner, request.session_id, request.start, request.count, request.sample_size, seed)
     return pb.GetDatasetPairsResponse(indices=to_tensor(pairs.indices), observations=to_tensor(pairs.observations),
                                       actions=to_tensor(pairs.actions), total_rows=pairs.total_rows,
@@ -148,6 +212,7 @@ def _pairs(core: SessionCore, owner: str, request: pb.GetDatasetPairsRequest) ->
 def _update(core: SessionCore, owner: str, request: pb.UpdatePolicyRequest) -> pb.UpdatePolicyResponse:
     which = request.WhichOneof("policy")
     if which == "snapshot":
+        check_json(request.snapshot.spec_json, "spec_json", MAX_SPEC_CHARS)
         result = core.update_policy_snapshot(owner, request.session_id, request.snapshot.safetensors,
                                              request.snapshot.spec_json)
     elif which == "log_probs":
@@ -187,3 +252,19 @@ METHODS: dict[str, tuple[type[Message], Handler]] = {
 }
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WorldModelService"].full_name
 assert set(METHODS) == {m.name for m in pb.DESCRIPTOR.services_by_name["WorldModelService"].methods}
+
+
+def answer(core: SessionCore, owner: str, method: str, data: bytes) -> bytes:
+    """Run ``method`` on request bytes ``data``; return the response bytes.
+
+    If CreateSession's answer cannot be encoded, the session it opened is closed before the error
+    propagates, so no session lives on that its caller cannot know of.
+    """
+    request_class, handle = METHODS[method]
+    response = handle(core, owner, parse(request_class, data))
+    try:
+        return response.SerializeToString()
+    except BaseException:
+        if method == "CreateSession":
+            close_orphan(core, owner, response.session_id)
+        raise

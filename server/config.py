@@ -48,7 +48,9 @@ class ServerConfig:
     idle_timeout_s: float = 900.0
     """A session without calls for this many seconds is closed."""
     max_refit_steps: int = 20_000
-    """Largest gradient-step count of one refit."""
+    """Largest gradient-step count of one refit (a Refit call's steps, a session's refit_steps)."""
+    max_samples: int = 64
+    """Largest n_samples (K next-state draws per step) a client may ask for."""
     max_wait_s: float = 60.0
     """Longest a GetRefit call may wait for its job."""
     keep_versions: int = 3

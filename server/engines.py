@@ -25,7 +25,7 @@ import numpy as np
 
 from adept_env.atomic import atomic_path
 from adept_env.data.dataset import OfflineDataset
-from adept_env.envs.config import EnvConfig
+from adept_env.envs.config import EnvConfig, shown
 from adept_env.envs.core import RefitJob, WorldModelCore
 from adept_env.target_policy import PolicyMismatchError, TargetPolicy
 from server.config import ServerConfig
@@ -109,10 +109,12 @@ class Engine:
     checkpointed: dict[int, threading.Event] = field(default_factory=dict)
     """job_id -> set once the job's model is saved (or the job failed)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    save_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Serialises this engine's checkpoints (the version folders, ``current.json`` and pruning)."""
 
     def running_job(self) -> RefitJob | None:
-        """Return a refit job still running, if any."""
-        return next((job for job in self.core.jobs if job.status == "running"), None)
+        """Return the refit still running on this engine's core, if any (at most one runs)."""
+        return self.core.running_job()
 
     def watch(self, job: RefitJob) -> None:
         """Checkpoint ``job``'s model when it ends (in a daemon thread)."""
@@ -122,9 +124,10 @@ class Engine:
             try:
                 job.wait()
                 if job.status == "done":
-                    model = self.core.model
-                    if int(getattr(model, "version", -1)) == job.model_version:
-                        save_version(self.directory, model, self.keep_versions)
+                    with self.save_lock:
+                        model = self.core.model
+                        if int(getattr(model, "version", -1)) == job.model_version:
+                            save_version(self.directory, model, self.keep_versions)
             except Exception:  # a failed save leaves the previous version current
                 log.exception("checkpoint of refit %s failed", job.job_id)
             finally:
@@ -146,6 +149,7 @@ def version_dir(directory: Path, version: int) -> Path:
 def save_version(directory: Path, model: Any, keep: int) -> Path:
     """Save ``model`` as its version, then point ``current.json`` at it (atomically); prune old ones."""
     path = version_dir(directory, int(model.version))
+    directory.mkdir(parents=True, exist_ok=True)  # the engine's folder appears with its first saved version
     model.save(path)
     with atomic_path(directory / CURRENT_FILE) as tmp:
         tmp.write_text(json.dumps({"version": int(model.version), "dir": path.name, "saved_at": time.time()}))
@@ -156,9 +160,12 @@ def save_version(directory: Path, model: Any, keep: int) -> Path:
 
 
 def load_latest(directory: Path, task_name: str) -> Any | None:
-    """Return the model ``current.json`` names, else the newest version that loads, else None."""
+    """Return the model ``current.json`` names, else the newest version that loads, else None (also when
+    ``directory`` does not exist: nothing was saved yet)."""
     from adept_env.diffusion import WorldModel
 
+    if not directory.is_dir():
+        return None
     candidates: list[Path] = []
     current = directory / CURRENT_FILE
     if current.exists():
@@ -235,20 +242,30 @@ class EngineStore:
         return Base(env_id, dataset, model, dataset_fingerprint(dataset), settings, SharedBehavior(dataset))
 
     def client_settings(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        """Validate a client's overrides; return them. Raises INVALID_ARGUMENT naming what is wrong."""
+        """Validate a client's overrides (names, then types and ranges by ``EnvConfig``, then the operator's
+        ceilings); return them as EnvConfig holds them (5.0 -> 5). Raises INVALID_ARGUMENT naming what is wrong."""
         fields = EnvConfig.__dataclass_fields__
-        for key, value in overrides.items():
+        for key in overrides:
             if key not in fields:
-                raise invalid(f"unknown override {key!r}; clients may set {list(self.config.client_overrides)}")
+                raise invalid(f"unknown override {shown(key)}; clients may set {list(self.config.client_overrides)}")
             if key not in self.config.client_overrides:
                 raise invalid(f"override {key!r} is set by the server operator; clients may set "
                               f"{list(self.config.client_overrides)}")
-            if key == "refit_steps" and value is not None and int(value) > self.config.max_refit_steps:
-                raise invalid(f"refit_steps {value} is more than the limit {self.config.max_refit_steps}")
-        return dict(overrides)
+        try:
+            checked = EnvConfig.from_overrides(overrides)
+        except (TypeError, ValueError) as exc:
+            raise invalid(f"bad overrides: {exc}") from exc
+        ceilings = {"refit_steps": ("max_refit_steps", "--max-refit-steps"),
+                    "n_samples": ("max_samples", "--max-samples")}
+        for key, (limit, option) in ceilings.items():
+            value, most = getattr(checked, key), getattr(self.config, limit)
+            if key in overrides and value is not None and value > most:
+                raise invalid(f"{key} {value} is more than this server's limit of {most} ({limit}, {option})")
+        return {key: getattr(checked, key) for key in overrides}
 
     def acquire(self, owner: str, env_id: str, overrides: dict[str, Any]) -> Engine:
-        """Return the engine of (owner, env id, overrides), counting one more session on it."""
+        """Return the engine of (owner, env id, overrides), counting one more session on it (give it back with
+        :meth:`release`). Nothing is written to disk here: the engine's folder appears with its first saved version."""
         client = self.client_settings(overrides)
         base = self.base(env_id)
         try:
@@ -260,7 +277,6 @@ class EngineStore:
             engine = self._engines.get(key)
             if engine is None:
                 directory = self.state_dir / "models" / owner / env_id / key[2]
-                directory.mkdir(parents=True, exist_ok=True)
                 model = load_latest(directory, base.dataset.task.name) or base.model
                 core = WorldModelCore(base.dataset, model, env_config, behavior=base.behavior)
                 engine = Engine(key, base, core, directory, self.config.keep_versions)

@@ -2,38 +2,33 @@
 
 Requests arrive as raw bytes and are parsed here (``codec.parse``), so malformed protobuf is
 answered INVALID_ARGUMENT with a message instead of grpcio's generic INTERNAL. Health and
-reflection need no token; every WorldModelService call does when tokens are configured.
+reflection need no token; every WorldModelService call does when tokens are configured. Any
+error is answered by ``server.errors.answer_for``: a client's mistake with its status and message,
+a server bug as INTERNAL with a request id only (the traceback is logged under that id).
 """
 
 from __future__ import annotations
 
-import logging
 from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from server.codec import METHODS, SERVICE_NAME, parse
-from server.errors import ServiceError
+from server.codec import METHODS, SERVICE_NAME, answer
+from server.errors import answer_for
 from server.sessions import SessionCore
-
-log = logging.getLogger("adept.server")
 
 
 def _method_handler(core: SessionCore, name: str) -> grpc.RpcMethodHandler:
-    request_class, handle = METHODS[name]
-
     def call(raw: bytes, context: grpc.ServicerContext) -> bytes:
         try:
             metadata = dict(context.invocation_metadata())
             owner = core.authenticate(metadata.get("authorization"))
-            return handle(core, owner, parse(request_class, raw)).SerializeToString()
-        except ServiceError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.code), exc.message)
-        except Exception as exc:  # a bug, not the caller's fault: say so and keep serving
-            log.exception("%s failed", name)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}: {type(exc).__name__}: {exc}")
+            return answer(core, owner, name, raw)
+        except Exception as exc:  # the caller's error, or INTERNAL with a request id (the traceback is logged)
+            error = answer_for(exc, name)
+        context.abort(getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL), error.message)
 
     # No (de)serializers: the handler gets and returns bytes.
     return grpc.unary_unary_rpc_method_handler(call)

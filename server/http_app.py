@@ -6,7 +6,10 @@ Two encodings of the same calls:
 * binary protobuf at ``POST /rpc/adept.v1.WorldModelService/<Method>`` (Twirp-style; body and
   answer are the ``adept.v1`` messages, ``Content-Type: application/x-protobuf``) for speed.
 
-Errors are JSON ``{"code": "INVALID_ARGUMENT", "message": "..."}`` with a 4xx/5xx status.
+Errors are JSON ``{"code": "INVALID_ARGUMENT", "message": "..."}`` with a 4xx/5xx status, every one
+answered from inside the app (``ErrorBoundary``), so an error never costs the client its keep-alive
+connection: a client's mistake with its status and message (``server.errors.answer_for``), a server
+bug as 500 INTERNAL with a request id only (the traceback is logged under that id).
 ``Authorization: Bearer <token>`` is needed on every call but /health when tokens are configured.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import logging
 from typing import Annotated, Any, Literal
 
@@ -23,21 +27,36 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from adept_env.envs.episodes import StepResult
-from server.codec import METHODS, SERVICE_NAME, parse
-from server.errors import ServiceError, invalid
+from server.codec import (
+    MAX_JSON_DEPTH,
+    MAX_OVERRIDE_CHARS,
+    MAX_SEED,
+    MAX_SPEC_CHARS,
+    METHODS,
+    SERVICE_NAME,
+    answer,
+    close_orphan,
+    json_depth,
+)
+from server.errors import ServiceError, answer_for, invalid
 from server.sessions import RefitInfo, SessionCore, SessionInfo, UpdateResult
 
 log = logging.getLogger("adept.server")
 PROTOBUF = "application/x-protobuf"
+HTTP_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+              405: "UNIMPLEMENTED", 409: "FAILED_PRECONDITION", 413: "RESOURCE_EXHAUSTED", 429: "RESOURCE_EXHAUSTED"}
+"""HTTP status of a framework error (no route, wrong method, unreadable body) -> its status name."""
 
 
 # -- JSON models ---------------------------------------------------------------------------------
 class CreateSessionBody(BaseModel):
     env_id: str = Field(description="e.g. ADEPT-halfcheetah-random")
     num_envs: int = Field(1, description="episodes stepped together")
-    seed: int | None = Field(None, description="seeds start states and model draws")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="seeds start states and model draws")
     overrides: dict[str, Any] = Field(default_factory=dict, description="EnvConfig values, e.g. {'horizon': 10}")
 
 
@@ -63,7 +82,7 @@ class SessionOut(BaseModel):
 
 
 class ResetBody(BaseModel):
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     mask: list[bool] | None = Field(None, description="reset only these envs; null: all")
 
 
@@ -124,7 +143,8 @@ class ErrorOut(BaseModel):
     message: str
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorOut} for status in (400, 401, 404, 409, 413, 429)}
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorOut}
+                                           for status in (400, 401, 404, 409, 413, 429, 500)}
 
 
 # -- conversions ---------------------------------------------------------------------------------
@@ -168,9 +188,59 @@ def _array(values: Any, name: str) -> np.ndarray:
         raise invalid(f"{name} must be a rectangular array of numbers: {exc}") from exc
 
 
+def _int_array(values: list[int], name: str) -> np.ndarray:
+    """Return a list of ints as int64; INVALID_ARGUMENT if one does not fit (JSON ints are unbounded)."""
+    try:
+        return np.asarray(values, dtype=np.int64)
+    except OverflowError as exc:
+        raise invalid(f"{name} must fit in int64: {exc}") from exc
+
+
+def _check_json_value(value: Any, name: str, max_chars: int) -> str:
+    """Return a parsed JSON value as text; INVALID_ARGUMENT if it nests too deeply or is too long."""
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise invalid(f"{name} nests deeper than the limit of {MAX_JSON_DEPTH}")
+    text = json.dumps(value)
+    if len(text) > max_chars:
+        raise invalid(f"{name} is {len(text)} characters as JSON, more than the limit of {max_chars}")
+    return text
+
+
 def error_response(exc: ServiceError, status: int | None = None) -> JSONResponse:
     """Return the JSON error answer of ``exc``."""
     return JSONResponse({"code": exc.code, "message": exc.message}, status_code=status or exc.http_status)
+
+
+class ErrorBoundary:
+    """ASGI middleware: any exception a route raises is answered here, as JSON ``{"code", "message"}``.
+
+    Starlette's own last resort (ServerErrorMiddleware) answers 500 and then re-raises, so the
+    server drops the keep-alive connection; answering here, the connection stays usable.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:  # nobody is left to answer
+            return
+        except Exception as exc:
+            error = answer_for(exc, f"{scope.get('method')} {str(scope.get('path'))[:200]}")
+            if started:  # half an answer is out: nothing to do but end the connection
+                raise
+            await error_response(error)(scope, receive, send)
 
 
 class _TooLarge(Exception):
@@ -193,27 +263,32 @@ class BodyLimit:
             await error_response(too_large, 413)(scope, receive, send)
             return
         received = 0
-        started = False
+        started = cut = False
 
         async def limited_receive() -> dict:
-            nonlocal received
+            nonlocal received, cut
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    cut = True
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: dict) -> None:
+        async def guarded_send(message: dict) -> None:
             nonlocal started
+            if cut and not started:  # the app's answer to a body it could not read (FastAPI says 400): ours is 413
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await error_response(too_large, 413)(scope, receive, send)
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not cut:
+                raise
+        if cut and not started:
+            await error_response(too_large, 413)(scope, receive, send)
 
 
 def _owner(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
@@ -234,6 +309,12 @@ def create_app(core: SessionCore) -> FastAPI:
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return error_response(exc)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "INVALID_ARGUMENT" if exc.status_code < 500 else "INTERNAL")
+        error = ServiceError(code, str(exc.detail))
+        return JSONResponse({"code": error.code, "message": error.message}, exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
@@ -252,8 +333,14 @@ def create_app(core: SessionCore) -> FastAPI:
 
     @app.post("/v1/sessions", summary="CreateSession", response_model=SessionOut, responses=ERRORS)
     def create_session(body: CreateSessionBody, who: Owner) -> JSONResponse:
+        for key, value in body.overrides.items():
+            _check_json_value(value, f"override {key[:100]!r}", MAX_OVERRIDE_CHARS)
         info = core.create_session(who, body.env_id, body.num_envs, body.seed, body.overrides)
-        return JSONResponse(_session_json(info))
+        try:
+            return JSONResponse(_session_json(info))
+        except BaseException:
+            close_orphan(core, who, info.session_id)
+            raise
 
     @app.post("/v1/sessions/{session_id}/reset", summary="Reset", response_model=ResetOut, responses=ERRORS)
     def reset(session_id: str, who: Owner, body: ResetBody | None = None) -> JSONResponse:
@@ -271,7 +358,7 @@ def create_app(core: SessionCore) -> FastAPI:
              responses=ERRORS)
     def dataset_pairs(session_id: str, who: Owner, start: Annotated[int, Query(ge=0)] = 0,
                       count: Annotated[int, Query(ge=0)] = 0, sample_size: Annotated[int, Query(ge=0)] = 0,
-                      seed: int | None = None) -> JSONResponse:
+                      seed: Annotated[int | None, Query(ge=0, le=MAX_SEED)] = None) -> JSONResponse:
         pairs = core.dataset_pairs(who, session_id, start, count, sample_size, seed)
         return JSONResponse({"indices": pairs.indices.tolist(), "observations": pairs.observations.tolist(),
                              "actions": pairs.actions.tolist(), "total_rows": pairs.total_rows,
@@ -283,16 +370,15 @@ def create_app(core: SessionCore) -> FastAPI:
         if (body.snapshot is None) == (body.log_probs is None):
             raise invalid("give exactly one of snapshot or log_probs")
         if body.snapshot is not None:
-            import json
-
+            spec = _check_json_value(body.snapshot.spec, "spec", MAX_SPEC_CHARS)
             try:
                 weights = base64.b64decode(body.snapshot.safetensors_base64, validate=True)
             except ValueError as exc:
                 raise invalid(f"safetensors_base64 is not base64: {exc}") from exc
-            result = core.update_policy_snapshot(who, session_id, weights, json.dumps(body.snapshot.spec))
+            result = core.update_policy_snapshot(who, session_id, weights, spec)
         else:
             lp = body.log_probs
-            result = core.update_policy_log_probs(who, session_id, np.asarray(lp.indices, np.int64),
+            result = core.update_policy_log_probs(who, session_id, _int_array(lp.indices, "indices"),
                                                   _array(lp.log_probs, "log_probs"), lp.dataset_fingerprint)
         return JSONResponse(_update_json(result))
 
@@ -318,12 +404,11 @@ def create_app(core: SessionCore) -> FastAPI:
                                                                               "format": "binary"}}}}})
     async def rpc(method: str, request: Request) -> Response:
         if method not in METHODS:
-            raise ServiceError("NOT_FOUND", f"no method {method!r}; methods: {sorted(METHODS)}")
-        request_class, handle = METHODS[method]
+            raise ServiceError("NOT_FOUND", f"no method {method[:100]!r}; methods: {sorted(METHODS)}")
         who = core.authenticate(request.headers.get("authorization"))
-        message = parse(request_class, await request.body())
-        answer = await run_in_threadpool(handle, core, who, message)
-        return Response(answer.SerializeToString(), media_type=PROTOBUF)
+        body = await request.body()
+        return Response(await run_in_threadpool(answer, core, who, method, body), media_type=PROTOBUF)
 
     app.add_middleware(BodyLimit, limit=core.config.max_message_bytes)
+    app.add_middleware(ErrorBoundary)  # added last: the outermost of ours, around everything the app does
     return app

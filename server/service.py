@@ -1,9 +1,10 @@
 """One process, two front-ends: ``WorldModelServer`` starts gRPC and HTTP over one session core.
 
-``serve(config)`` runs until SIGINT/SIGTERM, then shuts down gracefully: health turns
+``serve(config)`` runs until SIGINT/SIGTERM, then shuts down gracefully and exits 0: health turns
 NOT_SERVING, new calls are refused, in-flight ones get ``config.grace_s`` seconds, running
-refits get the same to finish (and be checkpointed); a refit cut off is simply not saved, so a
-restart serves the last complete version.
+refits get the same to finish (and be checkpointed); a refit still running then is cancelled
+(it stops after its current gradient step and is not installed or saved), so a restart serves
+the last complete version.
 """
 
 from __future__ import annotations
@@ -106,13 +107,18 @@ class WorldModelServer:
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         deadline = time.monotonic() + grace
-        for engine in self.core.engines.engines():
+        engines = self.core.engines.engines()
+        for engine in engines:
             job = engine.running_job()
             if job is not None:
                 job.wait(max(deadline - time.monotonic(), 0.0))
+        for engine in engines:  # past the grace: abandon what still runs, and wait for it to let go
+            if not engine.core.cancel_refits(timeout=30.0):
+                log.warning("a refit of %s did not stop within 30 s", engine.key[1])
+            for job in engine.core.jobs:
                 event = engine.checkpointed.get(job.job_id)
                 if event is not None:
-                    event.wait(max(deadline - time.monotonic(), 0.0))
+                    event.wait(max(deadline - time.monotonic(), 0.0) + (5.0 if job.status == "done" else 0.0))
         if done is not None:
             done.wait(max(deadline - time.monotonic(), 0.1))
         if self._http_thread is not None:

@@ -10,10 +10,12 @@ import hashlib
 import hmac
 import json
 import logging
+import numbers
 import secrets
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,35 @@ from server.errors import ServiceError, invalid, not_found
 log = logging.getLogger("adept.server")
 
 ANONYMOUS = "anonymous"
+MAX_SEED = 2**63 - 1
+"""Seeds are integers in [0, MAX_SEED] (numpy's generators refuse negative ones; the wire carries int64)."""
+MAX_ENV_ID = 256
+"""Longest env id accepted (the served ids are far shorter); a longer one is refused before any use."""
+MAX_SESSION_ID = 128
+"""Longest session id looked up (ours have 24 characters)."""
+SHOWN_ID = 64
+"""At most this many characters of a client's id appear in an error message."""
+
+
+def shorten(text: Any, limit: int = SHOWN_ID) -> str:
+    """Return ``repr(text)`` of at most about ``limit`` characters of it, saying how long it was if cut."""
+    text = text if isinstance(text, str) else str(text)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """Return ``seed`` as an int in [0, 2**63 - 1] (or None); else INVALID_ARGUMENT naming the range."""
+    if seed is None:
+        return None
+    integral = isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+    if not integral or not 0 <= int(seed) <= MAX_SEED:
+        text = str(int(seed)) if integral else repr(seed)
+        if len(text) > SHOWN_ID:
+            text = f"{text[:SHOWN_ID]}... ({len(text)} characters)"
+        raise invalid(f"{name} must be an integer in [0, 2**63 - 1], got {text}")
+    return int(seed)
 
 
 @dataclass
@@ -130,6 +161,10 @@ class SessionCore:
         self.config = config
         self.engines = EngineStore(config)
         self._sessions: dict[str, Session] = {}
+        self._creating: Counter[str] = Counter()
+        """Owner -> CreateSession calls past the limit checks and not yet done: they hold a slot."""
+        self._closing = False
+        """Set by close_all (shutdown): no session is created after it."""
         self._lock = threading.Lock()
         self._tokens = tuple(t.encode() for t in config.api_tokens)
 
@@ -159,11 +194,13 @@ class SessionCore:
         return owner_of_token(token.strip())
 
     def _session(self, owner: str, session_id: str) -> Session:
-        with self._lock:
-            session = self._sessions.get(session_id)
+        session = None
+        if isinstance(session_id, str) and len(session_id) <= MAX_SESSION_ID:  # a longer id is never ours
+            with self._lock:
+                session = self._sessions.get(session_id)
         # Another owner's session answers exactly like a missing one: its existence is not revealed.
         if session is None or session.owner != owner or session.closed:
-            raise not_found(f"no session {session_id!r} for this token (closed, expired after "
+            raise not_found(f"no session {shorten(session_id)} for this token (closed, expired after "
                             f"{self.config.idle_timeout_s:g} s idle, or the server restarted); create a new one")
         session.last_used = time.monotonic()
         return session
@@ -183,42 +220,92 @@ class SessionCore:
 
     def create_session(self, owner: str, env_id: str, num_envs: int = 1, seed: int | None = None,
                        overrides: dict[str, Any] | None = None) -> SessionInfo:
-        """Open a session of ``num_envs`` episodes; its engine loads (or trains) the model on first use."""
+        """Open a session of ``num_envs`` episodes; its engine loads (or trains) the model on first use.
+
+        The limits hold under concurrency: a slot is reserved under the lock before the engine is built
+        (creates in flight count as sessions) and given back if the create fails. A failed create leaves
+        no session, no engine reference and no folder (the engine's folder appears with its first checkpoint).
+        """
         num_envs = int(num_envs) if num_envs else 1
         if not 1 <= num_envs <= self.config.max_num_envs:
             raise invalid(f"num_envs must be in [1, {self.config.max_num_envs}], got {num_envs}")
+        self._check_env_id(env_id)
+        seed = check_seed(seed)
+        self._reserve(owner)
+        engine: Engine | None = None
+        try:
+            try:
+                engine = self.engines.acquire(owner, env_id, dict(overrides or {}))
+            except ServiceError:
+                raise
+            except (ValueError, TypeError, OverflowError, RecursionError, FileNotFoundError) as exc:
+                raise invalid(f"cannot serve {env_id}: {exc}") from exc
+            session = Session(
+                session_id=secrets.token_urlsafe(18),
+                owner=owner,
+                env_id=env_id,
+                engine=engine,
+                episodes=EpisodeBatch(engine.core, num_envs),
+                rng=np.random.default_rng(seed),
+            )
+            info = self._session_info(session, num_envs)
+        except BaseException:
+            with self._lock:
+                self._unreserve(owner)
+            if engine is not None:
+                self.engines.release(engine)
+            raise
         with self._lock:
-            mine = sum(s.owner == owner for s in self._sessions.values())
-            if len(self._sessions) >= self.config.max_sessions:
+            self._unreserve(owner)
+            opened = not self._closing
+            if opened:
+                self._sessions[session.session_id] = session
+        if not opened:
+            self.engines.release(engine)
+            raise ServiceError("UNAVAILABLE", "the server is shutting down")
+        log.info("session %s… %s x%d opened", session.session_id[:6], env_id, num_envs)
+        return info
+
+    def _check_env_id(self, env_id: Any) -> None:
+        """Refuse an env id that is too long (INVALID_ARGUMENT) or not served (NOT_FOUND), quoting at most
+        64 characters of it."""
+        if not isinstance(env_id, str) or len(env_id) > MAX_ENV_ID:
+            size = f"{len(env_id)} characters" if isinstance(env_id, str) else type(env_id).__name__
+            raise invalid(f"env_id must be a string of at most {MAX_ENV_ID} characters, got {size}: {shorten(env_id)}")
+        if env_id not in self.engines.env_ids:
+            raise not_found(f"unknown environment {shorten(env_id)}; this server serves {list(self.engines.env_ids)}")
+
+    def _reserve(self, owner: str) -> None:
+        """Take one session slot of the server and of ``owner`` (RESOURCE_EXHAUSTED if none is left)."""
+        with self._lock:
+            if self._closing:
+                raise ServiceError("UNAVAILABLE", "the server is shutting down")
+            creating = sum(self._creating.values())
+            if len(self._sessions) + creating >= self.config.max_sessions:
                 raise ServiceError("RESOURCE_EXHAUSTED", f"the server has its maximum of {self.config.max_sessions} "
-                                   "sessions; close some or wait for idle ones to expire")
+                                   "sessions (max_sessions); close some or wait for idle ones to expire")
+            mine = sum(s.owner == owner for s in self._sessions.values()) + self._creating[owner]
             if mine >= self.config.max_sessions_per_owner:
                 raise ServiceError("RESOURCE_EXHAUSTED", f"this token has its maximum of "
-                                   f"{self.config.max_sessions_per_owner} sessions; close some first")
-        try:
-            engine = self.engines.acquire(owner, env_id, dict(overrides or {}))
-        except ServiceError:
-            raise
-        except (ValueError, TypeError, FileNotFoundError) as exc:
-            raise invalid(f"cannot serve {env_id}: {exc}") from exc
+                                   f"{self.config.max_sessions_per_owner} sessions (max_sessions_per_owner); "
+                                   "close some first")
+            self._creating[owner] += 1
+
+    def _unreserve(self, owner: str) -> None:
+        """Give back a slot taken by _reserve (call with the lock held)."""
+        self._creating[owner] -= 1
+        if self._creating[owner] <= 0:
+            del self._creating[owner]
+
+    def _session_info(self, session: Session, num_envs: int) -> SessionInfo:
+        engine = session.engine
         core = engine.core
-        session = Session(
-            session_id=secrets.token_urlsafe(18),
-            owner=owner,
-            env_id=env_id,
-            engine=engine,
-            episodes=EpisodeBatch(core, num_envs),
-            rng=np.random.default_rng(seed),
-        )
-        with self._lock:
-            self._sessions[session.session_id] = session
         space = action_space(core.task.act_dim)
         config = {k: getattr(core.config, k) for k in core.config.__dataclass_fields__
                   if k not in ("model_path", "dataset_path")}
-        log.info("session %s… %s x%d opened", session.session_id[:6], env_id, num_envs)
         return SessionInfo(
             session_id=session.session_id,
-            env_id=env_id,
+            env_id=session.env_id,
             num_envs=num_envs,
             obs_dim=core.task.obs_dim,
             act_dim=core.task.act_dim,
@@ -260,8 +347,9 @@ class SessionCore:
             return len(self._sessions)
 
     def close_all(self) -> None:
-        """Close every session (shutdown)."""
+        """Close every session and refuse new ones (shutdown): a create still in flight gives its slot back."""
         with self._lock:
+            self._closing = True
             sessions = list(self._sessions.values())
         for session in sessions:
             self._drop(session)
@@ -271,9 +359,10 @@ class SessionCore:
               mask: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """Start new episodes (all, or where ``mask``); return (observations (n, obs_dim) float32, version)."""
         session = self._session(owner, session_id)
+        seed = check_seed(seed)
         with session.lock:
             if seed is not None:
-                session.rng = np.random.default_rng(int(seed))
+                session.rng = np.random.default_rng(seed)
             try:
                 obs = session.episodes.reset(session.rng, mask=mask)
             except ValueError as exc:
@@ -297,6 +386,7 @@ class SessionCore:
                       seed: int | None = None) -> DatasetPairs:
         """Return a page of dataset rows [start, start + count) or a uniform sample of ``sample_size`` rows."""
         session = self._session(owner, session_id)
+        seed = check_seed(seed)
         dataset = session.engine.core.dataset
         rows = len(dataset)
         row_bytes = 4 * (dataset.observations.shape[1] + dataset.actions.shape[1]) + 8
@@ -332,8 +422,8 @@ class SessionCore:
         session = self._session(owner, session_id)
         try:
             spec = json.loads(spec_json)
-        except ValueError as exc:
-            raise invalid(f"spec_json is not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise invalid(f"spec_json is not valid JSON or nests too deeply: {exc}") from exc
         if not isinstance(spec, dict):
             raise invalid("spec_json must be a JSON object")
         if not safetensors:

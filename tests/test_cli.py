@@ -111,13 +111,15 @@ def test_train_and_serve_keep_every_flag() -> None:
         "--algo", "--budget", "--seed", "--out", "--eval-every", "--eval-episodes", "--real-ratio", "--penalty",
         "--horizon", "--no-penalty", "--refit-every", "--critics", "--policy-average", "--value-penalty",
         "--select-episodes", "--value-samples", "--expectile", "--beta", "--raw-states", "--profile",
-        "--dataset-steps", "--progress", "--no-progress", "--threads", "--help"}
-    serve = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200)
+        "--dataset-steps", "--progress", "--no-progress", "--threads", "--device", "--help"}
+    # rich sizes the help from $COLUMNS (not terminal_width): wide enough for --max-sessions-per-owner whole
+    serve = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200, env={"COLUMNS": "200"})
     assert serve.exit_code == 0, serve.output
     assert _flags(serve.output) == {
         "--grpc-port", "--http-port", "--host", "--env", "--profile", "--device", "--model-path", "--dataset-path",
-        "--state-dir", "--max-sessions", "--max-num-envs", "--max-message-mb", "--idle-timeout", "--preload",
-        "--no-preload", "--torch-threads", "--cpus", "--progress", "--no-progress", "--help"}
+        "--state-dir", "--max-sessions", "--max-sessions-per-owner", "--max-num-envs", "--max-message-mb",
+        "--idle-timeout", "--max-refit-steps", "--max-samples", "--preload", "--no-preload", "--torch-threads",
+        "--cpus", "--progress", "--no-progress", "--help"}
     bench = CliRunner().invoke(app, ["bench", "--help"], terminal_width=200)
     assert {"behavior", "data", "world-model", "refit", "service"} <= set(re.findall(r"│ ([a-z-]+) ", bench.output))
 
@@ -133,6 +135,9 @@ def test_serve_options_map_onto_the_server_config() -> None:
     params = serve.make_context("serve", ["--grpc-port", "-1", "--env", "a", "--max-message-mb", "2"]).params
     settings = SERVER_OPTIONS.settings(params)
     assert settings["grpc_port"] is None and settings["env_ids"] == ("a",) and settings["max_message_bytes"] == 2 * MIB
+    limits = SERVER_OPTIONS.settings(serve.make_context("serve", ["--max-samples", "8", "--max-sessions-per-owner", "3",
+                                                                  "--max-refit-steps", "50"]).params)
+    assert (limits["max_samples"], limits["max_sessions_per_owner"], limits["max_refit_steps"]) == (8, 3, 50)
     defaults = SERVER_OPTIONS.settings(serve.make_context("serve", []).params)
     assert ServerConfig(**defaults) == ServerConfig()  # no option given: the dataclass's defaults
     assert WORLD_MODEL_OPTIONS.settings(serve.make_context("serve", []).params) == {}  # the server's defaults apply

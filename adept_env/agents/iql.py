@@ -56,6 +56,10 @@ class GaussianActor(nn.Module):
         self.net = mlp(obs_dim, act_dim, hidden, nn.Tanh())
         self.log_std = nn.Parameter(torch.zeros(act_dim))
 
+    @property
+    def device(self) -> torch.device:
+        return self.log_std.device
+
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
         return torch.distributions.Normal(self.net(obs), std)
@@ -63,36 +67,40 @@ class GaussianActor(nn.Module):
     def log_prob(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Return log pi(a|s) per row (float64, nats) for numpy batches."""
         with torch.no_grad():
-            obs = torch.as_tensor(np.asarray(observations, np.float32))
-            act = torch.as_tensor(np.asarray(actions, np.float32))
-            return self.distribution(obs).log_prob(act).sum(-1).double().numpy()
+            obs = torch.as_tensor(np.asarray(observations, np.float32), device=self.device)
+            act = torch.as_tensor(np.asarray(actions, np.float32), device=self.device)
+            return self.distribution(obs).log_prob(act).sum(-1).double().cpu().numpy()
 
     def act(self, observations: np.ndarray, deterministic: bool = True,
             generator: torch.Generator | None = None) -> np.ndarray:
         """Return actions in [-1, 1] (float32): the mean, or a clipped sample."""
         with torch.no_grad():
-            obs = torch.as_tensor(np.asarray(observations, np.float32))
+            obs = torch.as_tensor(np.asarray(observations, np.float32), device=self.device)
             dist = self.distribution(obs)
             if deterministic:
                 action = dist.mean
-            else:
-                action = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=generator)
-            return action.clamp(-1.0, 1.0).numpy()
+            else:  # the noise is drawn on the CPU (the generator's), the same on any device
+                action = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=generator).to(self.device)
+            return action.clamp(-1.0, 1.0).cpu().numpy()
 
 
 class IQL:
     """The IQL learner: networks, optimisers and one ``update`` per batch."""
 
-    def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig | None = None) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        from adept_env.devices import resolve_device
+
         self.config = config or IQLConfig()
         c = self.config
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         torch.manual_seed(c.seed)
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.actor = GaussianActor(obs_dim, act_dim, c.hidden)
-        self.q1 = mlp(obs_dim + act_dim, 1, c.hidden)
-        self.q2 = mlp(obs_dim + act_dim, 1, c.hidden)
+        self.actor = GaussianActor(obs_dim, act_dim, c.hidden).to(self.device)
+        self.q1 = mlp(obs_dim + act_dim, 1, c.hidden).to(self.device)
+        self.q2 = mlp(obs_dim + act_dim, 1, c.hidden).to(self.device)
         self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
-        self.value = mlp(obs_dim, 1, c.hidden)
+        self.value = mlp(obs_dim, 1, c.hidden).to(self.device)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr)
         self.q_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=c.critic_lr)
         self.v_opt = torch.optim.Adam(self.value.parameters(), lr=c.critic_lr)
@@ -108,7 +116,7 @@ class IQL:
                              f"{std_t.shape}")
         if not torch.all(torch.isfinite(mean_t)) or not torch.all(torch.isfinite(std_t)):
             raise ValueError("state mean and std must be finite")
-        zeros, ones = torch.zeros(self.act_dim), torch.ones(self.act_dim)
+        zeros, ones = torch.zeros(self.act_dim), torch.ones(self.act_dim)  # copy_ moves them to the device
         with torch.no_grad():
             for net in (self.actor.net, self.value):
                 net[0].mean.copy_(mean_t)
@@ -124,6 +132,7 @@ class IQL:
         Returns the losses and the mean advantage.
         """
         c = self.config
+        batch = {key: value.to(self.device) for key, value in batch.items()}
         obs, act = batch["observations"], batch["actions"]
         rew, nxt, done = batch["rewards"], batch["next_observations"], batch["dones"]
         sa = torch.cat([obs, act], -1)
@@ -181,7 +190,7 @@ class IQL:
         for name, module in self._modules().items():
             for key, value in _flatten(module.state_dict()).items():
                 if isinstance(value, torch.Tensor):
-                    out[f"{name}.{key}"] = value.detach().clone().contiguous()
+                    out[f"{name}.{key}"] = value.detach().cpu().clone().contiguous()
         return out
 
     def save(self, path: str | Path) -> Path:

@@ -118,21 +118,27 @@ def run(
     dataset_path: Path | None = None,
     threads: int = 1,
     seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Run the benchmark, print tables and the two ratio lines; return every figure as a dict.
 
     ``quick``: 30k transitions, 25 s of training per model, no plain-form model (about two
-    minutes). Full: 200k transitions (or ``dataset_path``), 240 s per model.
+    minutes). Full: 200k transitions (or ``dataset_path``), 240 s per model. ``device`` places the
+    diffusion models (auto, cpu, cuda[:N]); the ensemble baseline and MuJoCo run on the CPU.
     """
+    from adept_env.devices import resolve_device
+
+    place = resolve_device(device)  # an unknown or absent device fails here, before any work
     console = Console()
     torch.set_num_threads(threads)
     task = get_task("halfcheetah")
     train_seconds = train_seconds or (25.0 if quick else 240.0)
     n_data = 30_000 if quick else 200_000
     console.print(f"CPU: {cpu_model()}  torch threads: {threads}  date: {_dt.date.today()}  "
-                  f"mode: {'quick' if quick else 'full'}  training budget per model: {train_seconds:.0f} s")
+                  f"mode: {'quick' if quick else 'full'}  training budget per model: {train_seconds:.0f} s  "
+                  f"device: {place}")
     report: dict[str, Any] = {"cpu": cpu_model(), "date": str(_dt.date.today()), "quick": quick,
-                              "torch_threads": threads, "train_seconds": train_seconds}
+                              "torch_threads": threads, "train_seconds": train_seconds, "device": str(place)}
 
     # ---------------------------------------------------------------- data
     if dataset_path is not None:
@@ -169,7 +175,7 @@ def run(
     fit_rows = []
     for name, config in configs.items():
         config = dataclasses.replace(config, steps=10**7, max_fit_seconds=train_seconds, patience=10**6)
-        model = WorldModel.create(task, config, seed=seed)
+        model = WorldModel.create(task, config, seed=seed).to(place)
         fit = model.fit(train, progress=not quick, seed=seed)
         models[name] = model
         fit_rows.append((name, fit.steps, fit.seconds, fit.seconds_per_1k_steps))

@@ -25,14 +25,15 @@ def flow_matching_loss(
 
     ``dim_weights`` (D,) scales each dimension's squared error (e.g. to report it in other units).
     ``cond_dropout`` replaces that share of conditions by the null embedding (classifier-free
-    guidance training). Noise, times and dropout come from ``generator``.
+    guidance training). Noise, times and dropout come from ``generator`` (on its own device, usually
+    the CPU, so a seed gives the same draws whichever device the model is on) and then move to ``x``'s.
     """
-    batch = x.shape[0]
-    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    t = torch.rand(batch, 1, generator=generator, device=x.device, dtype=x.dtype)
+    batch, home = x.shape[0], generator.device
+    z = torch.randn(x.shape, generator=generator, device=home, dtype=x.dtype).to(x.device)
+    t = torch.rand(batch, 1, generator=generator, device=home, dtype=x.dtype).to(x.device)
     drop = None
     if cond_dropout > 0:
-        drop = torch.rand(batch, generator=generator, device=x.device) < cond_dropout
+        drop = (torch.rand(batch, generator=generator, device=home) < cond_dropout).to(x.device)
     x_t = (1.0 - t) * z + t * x
     v = denoiser(x_t, denoiser.embed_time(t), denoiser.embed_condition(cond, drop))
     error = (v - (x - z)).square()

@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class FitReport:
     """True if the held-out loss stopped improving before ``steps`` (or the time cap hit)."""
     kept_start: bool = False
     """True if a refit handed back its starting weights: none of its evaluations beat them."""
+    stopped: bool = False
+    """True if the fit was told to stop (``fit(stop=...)``) before it ended by itself."""
     effective_sample_size: float = 0.0
     """(sum w)^2 / sum w^2 over the training pairs; equals their count for uniform weights."""
     n_train: int = 0
@@ -149,11 +152,37 @@ class WorldModel:
     # ------------------------------------------------------------------ sampling
 
     @property
+    def device(self) -> torch.device:
+        """The device every network and buffer of the model is on (``to`` moves them)."""
+        return self.nets.residual_scale.device
+
+    def to(self, device: str | torch.device) -> WorldModel:
+        """Move every network and buffer to ``device`` ('auto', 'cpu', 'cuda', 'cuda:1', ...); return self.
+
+        Sampling and fitting then run there; noise still comes from the model's CPU generators, so a
+        seed gives the same draws on any device. Raises ValueError for a device torch does not see.
+        """
+        from adept_env.devices import resolve_device
+
+        target = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        if target != self.device:
+            self.nets.to(target)
+            self._sample_dtype = None  # the precision is chosen per device type
+        return self
+
+    @property
     def sample_dtype(self) -> torch.dtype:
-        """The precision ``sample`` runs in (probed once when the config says ``auto``)."""
+        """The precision ``sample`` runs in: on a CPU probed once when the config says ``auto`` (bf16 only
+        where it measures faster); on CUDA bf16 where the GPU supports it; float32 elsewhere."""
         if self._sample_dtype is None:
-            self._sample_dtype = resolve_dtype(self.config.dtype, self.config.denoiser_width,
-                                               self.config.denoiser_blocks)
+            kind = self.device.type
+            if kind == "cpu" or self.config.dtype != "auto":
+                self._sample_dtype = resolve_dtype(self.config.dtype, self.config.denoiser_width,
+                                                   self.config.denoiser_blocks)
+            elif kind == "cuda" and torch.cuda.is_bf16_supported():
+                self._sample_dtype = torch.bfloat16
+            else:
+                self._sample_dtype = torch.float32
         return self._sample_dtype
 
     def _check_pairs(self, observations: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,10 +215,11 @@ class WorldModel:
         generator = self._generator if seed is None else torch.Generator().manual_seed(seed)
         nets, cfg = self.nets, self.config
         batch, dim = obs_np.shape
+        device = self.device
         bf16 = batch >= cfg.bf16_min_batch and self.sample_dtype == torch.bfloat16
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            obs = torch.from_numpy(obs_np)
-            cond = nets.normalizer.condition(obs, torch.from_numpy(act_np))
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            obs = torch.from_numpy(obs_np).to(device)
+            cond = nets.normalizer.condition(obs, torch.from_numpy(act_np).to(device))
             if cfg.antithetic and k >= 2:
                 half = torch.randn((k // 2, batch, dim), generator=generator)
                 parts = [half, -half]
@@ -198,6 +228,7 @@ class WorldModel:
                 noise = torch.cat(parts)
             else:
                 noise = torch.randn((k, batch, dim), generator=generator)
+            noise = noise.to(device)  # drawn on the CPU generator: the same draws on any device
             draws = euler_sample(nets.denoiser, noise, cond, cfg.sampling_steps, cfg.guidance).float()
             if nets.mean is not None:
                 members, log_std = nets.mean(cond)  # (M, B, D) each
@@ -205,7 +236,7 @@ class WorldModel:
                 center = members.mean(0)
                 scale = nets.residual_scale if log_std is None else log_std.float().mean(0).exp()
                 # draw k rides on member k mod M: members' disagreement adds to the spread
-                draws = members[torch.arange(k) % len(members)] + draws * scale
+                draws = members[torch.arange(k, device=device) % len(members)] + draws * scale
                 uncertainty = (draws - center).square().mean(dim=(0, 2)).sqrt()
             else:
                 center = draws.mean(0)
@@ -214,13 +245,13 @@ class WorldModel:
             rewards = nets.normalizer.unreward(nets.reward(cond, mean_delta).float())
             samples = nets.normalizer.next_obs(obs, draws)
             next_obs = samples.mean(0)
-        next_np = next_obs.numpy()
+        next_np = next_obs.float().cpu().numpy()
         return Prediction(
             next_observations=next_np,
-            rewards=rewards.numpy(),
+            rewards=rewards.float().cpu().numpy(),
             terminated=self.task.is_terminated(next_np),
-            uncertainty=uncertainty.numpy(),
-            samples=samples.numpy(),
+            uncertainty=uncertainty.float().cpu().numpy(),
+            samples=samples.float().cpu().numpy(),
         )
 
     # ------------------------------------------------------------------ fitting
@@ -261,6 +292,7 @@ class WorldModel:
         progress: bool = True,
         seed: int = 0,
         keep_start: bool = True,
+        stop: threading.Event | None = None,
     ) -> FitReport:
         """Fit dynamics and reward to ``dataset``, each pair counted in proportion to ``weights``.
 
@@ -272,7 +304,8 @@ class WorldModel:
         (``keep_start=False`` leaves them out: the refit then hands back its own best weights).
         ``warm_start`` continues from the current weights and normaliser (a refit, default
         ``config.refit_steps`` steps at ``config.refit_learning_rate``); otherwise, or on the first fit, the
-        normaliser is set from the data (default ``config.steps`` steps). Returns a FitReport.
+        normaliser is set from the data (default ``config.steps`` steps). When ``stop`` is set the fit
+        ends after the current step (``FitReport.stopped``), with its best weights so far. Returns a FitReport.
         """
         cfg = self.config
         if dataset.observations.shape[1] != self.task.obs_dim or dataset.actions.shape[1] != self.task.act_dim:
@@ -315,7 +348,7 @@ class WorldModel:
         if refit and keep_start:  # the starting weights compete too: a refit never hands back a worse model
             report.best_val_loss = self._val_loss(val)
             report.kept_start = True  # until an evaluation beats them
-        draw = weighted_sampler(train["weight"]) if weights is not None and cfg.weighted_sampling else None
+        draw = weighted_sampler(train["weight"].cpu()) if weights is not None and cfg.weighted_sampling else None
         if draw is not None:  # rows come in proportion to their weights; each then counts once
             train["weight"] = torch.ones_like(train["weight"])
         since_best, running, running_n = 0, 0.0, 0
@@ -335,6 +368,7 @@ class WorldModel:
                     idx = draw(cfg.batch_size, generator)
                 else:
                     idx = torch.randint(len(train_idx), (cfg.batch_size,), generator=generator)
+                idx = idx.to(train["cond"].device)
                 state, reward = self._example_losses(train["cond"][idx], train["delta"][idx], train["reward"][idx],
                                                      generator, cfg.cond_dropout)
                 loss = (train["weight"][idx] * (state + cfg.reward_loss_weight * reward)).mean()
@@ -347,6 +381,9 @@ class WorldModel:
                 report.steps = step
                 bar.update(1)
                 out_of_time = cfg.max_fit_seconds is not None and elapsed >= cfg.max_fit_seconds
+                if stop is not None and stop.is_set():
+                    report.stopped = True
+                    break
                 if step % cfg.eval_every == 0 or step == total_steps or out_of_time:
                     val_loss = self._val_loss(val)
                     report.train_losses.append(running / running_n)
@@ -372,17 +409,19 @@ class WorldModel:
         return report
 
     def _tensors(self, dataset: OfflineDataset, idx: np.ndarray, weights: np.ndarray) -> dict[str, torch.Tensor]:
-        norm = self.nets.normalizer
+        norm, device = self.nets.normalizer, self.device
+
+        def tensor(values: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(values, np.float32)).to(device)
+
         with torch.no_grad():
-            obs = torch.from_numpy(np.asarray(dataset.observations[idx], np.float32))
-            act = torch.from_numpy(np.asarray(dataset.actions[idx], np.float32))
-            nxt = torch.from_numpy(np.asarray(dataset.next_observations[idx], np.float32))
-            rew = torch.from_numpy(np.asarray(dataset.rewards[idx], np.float32))
+            obs, act = tensor(dataset.observations[idx]), tensor(dataset.actions[idx])
+            nxt, rew = tensor(dataset.next_observations[idx]), tensor(dataset.rewards[idx])
             return {
                 "cond": norm.condition(obs, act),
                 "delta": norm.delta(obs, nxt),
                 "reward": norm.reward(rew),
-                "weight": torch.from_numpy(weights.astype(np.float32)),
+                "weight": tensor(weights),
             }
 
     def _val_loss(self, val: dict[str, torch.Tensor]) -> float:
@@ -425,7 +464,7 @@ class WorldModel:
         """
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {key: value.detach().contiguous().clone() for key, value in self.nets.state_dict().items()}
+        tensors = {key: value.detach().cpu().contiguous().clone() for key, value in self.nets.state_dict().items()}
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file(tensors, str(tmp), metadata={"format": FORMAT})
             digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
@@ -446,8 +485,10 @@ class WorldModel:
         return directory
 
     @classmethod
-    def load(cls, path: str | Path, expected_config: WorldModelConfig | None = None) -> WorldModel:
-        """Read a model written by ``save``; never unpickles anything.
+    def load(cls, path: str | Path, expected_config: WorldModelConfig | None = None,
+             device: str | torch.device = "cpu") -> WorldModel:
+        """Read a model written by ``save`` onto ``device`` (any device, whichever one saved it); never
+        unpickles anything.
 
         Raises ConfigMismatchError (listing every differing field) if ``expected_config`` is
         given and differs from the saved one, and WorldModelFileError for missing or corrupt files.
@@ -480,4 +521,4 @@ class WorldModel:
             raise WorldModelFileError(f"{weights_path} does not fit the saved config: {exc}") from exc
         model.version = int(meta.get("version", 0))
         model.fitted = bool(meta.get("fitted", True))
-        return model
+        return model.to(device)

@@ -39,6 +39,10 @@ class BatchStep:
     """(K, B, obs_dim) float32: the K next-observation draws behind ``next_observations``."""
 
 
+class RefitRunningError(RuntimeError):
+    """A refit was asked for while another runs on the same core: one at a time, in order."""
+
+
 @dataclass
 class RefitJob:
     """A refit running (or finished) in the background; ``wait()`` blocks until it ends."""
@@ -49,7 +53,7 @@ class RefitJob:
     ess_fraction: float
     clipped_fraction: float
     status: str = "running"
-    """'running', 'done' or 'failed'."""
+    """'running', 'done' or 'failed' (also when cancelled: ``error`` then says so)."""
     model_version: int | None = None
     """The version the refitted model was installed as (when done)."""
     seconds: float | None = None
@@ -100,6 +104,11 @@ class WorldModelCore:
         self.policy: TargetPolicy | None = None
         self.policy_updates = 0
         self.jobs: list[RefitJob] = []
+        self.skipped_refits = 0
+        """Scheduled refits (``refit_every``) not started because one was still running."""
+        self._refit_lock = threading.Lock()  # one refit at a time: checked and started under it
+        self._refit_thread: threading.Thread | None = None
+        self._cancel = threading.Event()
         self._initial_index = dataset.episode_starts()
 
     # -- stepping ---------------------------------------------------------------------------
@@ -151,8 +160,21 @@ class WorldModelCore:
         self.policy_updates += 1
         every = self.config.refit_every
         if every is not None and self.policy_updates % every == 0:
-            self.refit(blocking=False)
+            self.refit_if_idle()
         return self.policy_updates
+
+    def running_job(self) -> RefitJob | None:
+        """Return the refit still running on this core, if any (there is at most one)."""
+        return next((job for job in self.jobs if job.status == "running"), None)
+
+    def refit_if_idle(self, **kwargs: Any) -> RefitJob | None:
+        """Start a background refit unless one is running (then count it in ``skipped_refits``: the next
+        scheduled one refits towards a newer policy anyway); return the job, or None when skipped."""
+        try:
+            return self.refit(blocking=False, **kwargs)
+        except RefitRunningError:
+            self.skipped_refits += 1
+            return None
 
     def behavior_log_prob(self) -> np.ndarray:
         """Return log beta(a|s) for every dataset pair (logged, exact, or a fitted BC density)."""
@@ -174,24 +196,31 @@ class WorldModelCore:
         """
         if weighted and self.policy is None:
             raise RuntimeError("no policy yet: call update_policy(policy) before refit()")
-        if weighted:
-            target = self.policy.log_prob(self.dataset.observations, self.dataset.actions)
-            iw = importance_weights(target, self.behavior_log_prob(), clip=self.config.weight_clip)
-            weights, ess, clipped = iw.weights, iw.effective_sample_size, iw.clipped_fraction
-        else:
-            weights, ess, clipped = None, float(len(self.dataset)), 0.0
-        job = RefitJob(
-            job_id=len(self.jobs) + 1,
-            policy_updates=self.policy_updates,
-            effective_sample_size=ess,
-            ess_fraction=ess / len(self.dataset),
-            clipped_fraction=clipped,
-        )
-        self.jobs.append(job)
-        steps = steps if steps is not None else self.config.refit_steps
-        thread = threading.Thread(target=self._run_refit, args=(job, weights, steps), daemon=True,
-                                  name=f"adept-refit-{job.job_id}")
-        thread.start()
+        with self._refit_lock:
+            running = self.running_job()
+            if running is not None:
+                raise RefitRunningError(f"refit {running.job_id} is still running; wait for it before starting "
+                                        "another (one refit at a time per world model)")
+            if self._cancel.is_set():
+                raise RuntimeError("this world model is shutting down: no new refits")
+            if weighted:
+                target = self.policy.log_prob(self.dataset.observations, self.dataset.actions)
+                iw = importance_weights(target, self.behavior_log_prob(), clip=self.config.weight_clip)
+                weights, ess, clipped = iw.weights, iw.effective_sample_size, iw.clipped_fraction
+            else:
+                weights, ess, clipped = None, float(len(self.dataset)), 0.0
+            job = RefitJob(
+                job_id=len(self.jobs) + 1,
+                policy_updates=self.policy_updates,
+                effective_sample_size=ess,
+                ess_fraction=ess / len(self.dataset),
+                clipped_fraction=clipped,
+            )
+            self.jobs.append(job)
+            steps = steps if steps is not None else self.config.refit_steps
+            self._refit_thread = threading.Thread(target=self._run_refit, args=(job, weights, steps), daemon=True,
+                                                  name=f"adept-refit-{job.job_id}")
+            self._refit_thread.start()
         if blocking:
             job.wait()
             if job.status == "failed":
@@ -202,7 +231,10 @@ class WorldModelCore:
         start = time.perf_counter()
         try:
             candidate = self._model.clone()
-            job.fit_report = candidate.fit(self.dataset, weights=weights, steps=steps, warm_start=True, progress=False)
+            job.fit_report = candidate.fit(self.dataset, weights=weights, steps=steps, warm_start=True, progress=False,
+                                           stop=self._cancel)
+            if job.fit_report.stopped:
+                raise RuntimeError("cancelled: the world model is shutting down; the previous version stays")
             with self._lock:
                 self._version += 1
                 candidate.version = self._version
@@ -214,6 +246,15 @@ class WorldModelCore:
         finally:
             job.seconds = time.perf_counter() - start
             job._done.set()
+
+    def cancel_refits(self, timeout: float | None = None) -> bool:
+        """Stop the running refit (it ends after its current gradient step, is not installed, and fails
+        with 'cancelled') and refuse new ones; wait up to ``timeout`` s; return True if none runs."""
+        self._cancel.set()
+        thread = self._refit_thread
+        if thread is not None:
+            thread.join(timeout)
+        return self.running_job() is None
 
     def refits_kept_start(self) -> int:
         """How many finished refits handed back their starting weights (RefitJob.kept_start)."""

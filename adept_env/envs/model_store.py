@@ -88,9 +88,7 @@ def load_world(dataset: str | OfflineDataset, config: EnvConfig, progress: bool 
     """
     if not isinstance(dataset, OfflineDataset):
         dataset = load_dataset(config.dataset_path or dataset, progress=progress)
-    model = load_or_train(dataset, config.profile, config.model_path, progress=progress)
-    if hasattr(model, "to"):
-        model.to(config.device)
+    model = load_or_train(dataset, config.profile, config.model_path, progress=progress).to(config.device)
     if model.task.name != dataset.task.name:
         raise ValueError(f"the world model is for {model.task.name}, the dataset for {dataset.task.name}")
     return dataset, model

@@ -44,6 +44,8 @@ class TrainConfig:
     """Gradient steps of each refit (None: the world model's default)."""
     sac_envs: int = 8
     """Parallel world-model episodes of the SAC variants."""
+    device: str = "auto"
+    """Torch device of the agent and the world model: auto (a GPU when torch sees one), cpu, cuda or cuda:N."""
     sac_critics: int = 2
     """SAC variants: Q-networks; the target takes their minimum (SAC-N style pessimism when > 2)."""
     policy_average: float = 0.0
@@ -74,6 +76,9 @@ class TrainConfig:
     """IQL hyper-parameters (IQL variants)."""
 
     def __post_init__(self) -> None:
+        from adept_env.devices import resolve_device
+
+        resolve_device(self.device)  # a device torch does not see is refused before any work
         if self.algo not in ALGOS:
             raise unknown_name("algorithm", self.algo, ALGOS)
         if not 0.0 <= self.real_ratio <= 1.0:

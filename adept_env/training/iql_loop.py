@@ -101,7 +101,7 @@ def _batch(dataset: OfflineDataset, synthetic: SyntheticBuffer | None, config: T
     if n_real < config.batch_size and synthetic is not None:
         obs, act, rew, nxt, done, *draws = synthetic.sample(config.batch_size - n_real, rng)
         if draws and agent is not None and config.value_penalty:
-            penalty = value_std(agent.value, draws[0], dataset.task).numpy()
+            penalty = value_std(agent.value, draws[0], dataset.task, device=agent.device).cpu().numpy()
             rew = rew - np.float32(config.value_penalty) * penalty
             if metrics is not None:
                 metrics["value_penalty_mean"] = float(penalty.mean())
@@ -116,7 +116,7 @@ def train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
     """Train ``iql``, ``diff-iql`` or ``adept-iql``; the contract of ``adept_env.training.loop.train``
     (which also checks and saves the run's settings)."""
     iql_config = IQLConfig(**{**asdict(config.iql), "max_steps": config.updates, "seed": config.seed})
-    agent = IQL(dataset.obs_dim, dataset.act_dim, iql_config)
+    agent = IQL(dataset.obs_dim, dataset.act_dim, iql_config, device=config.device)
     if iql_config.normalize_states:
         agent.set_state_normalizer(dataset.observations.mean(0), dataset.observations.std(0))
     log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}")
@@ -140,8 +140,9 @@ def train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
             metrics.update(synthetic_rollouts(core, agent, config.rollout_batch, config.horizon, rng, synthetic, scale))
         if core is not None and config.refits and step > 0 and step % config.refit_every == 0:
             core.update_policy(agent)
-            job = core.refit(blocking=False)
-            metrics["refit/ess_fraction"] = job.ess_fraction
+            job = core.refit_if_idle()  # one refit at a time: skipped (and counted) while one runs
+            if job is not None:
+                metrics["refit/ess_fraction"] = job.ess_fraction
         metrics.update(agent.update(_batch(dataset, synthetic, config, rng, scale, agent, metrics)))
         done = step + 1
         if done % 1000 == 0:
@@ -170,7 +171,7 @@ def train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
                                                                  seed=config.seed * 1000 + config.updates)
 
     def evaluate_saved(episodes: int, seed: int) -> EvalResult:
-        kept = IQL(dataset.obs_dim, dataset.act_dim, iql_config)
+        kept = IQL(dataset.obs_dim, dataset.act_dim, iql_config, device=config.device)
         kept.load(run_dir / "agent_selected.safetensors")
         return evaluate(kept, dataset.task, episodes=episodes, seed=seed)
 

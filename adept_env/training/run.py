@@ -72,7 +72,7 @@ class RunMismatchError(ValueError):
     """A run folder holds a run made with other settings than the ones asked to resume it."""
 
 
-RESUMABLE_CHANGES = ("updates", "eval_every", "eval_episodes", "selection_episodes")
+RESUMABLE_CHANGES = ("updates", "eval_every", "eval_episodes", "selection_episodes", "device")
 """Settings a resumed run may change (a longer budget, other evaluation points)."""
 
 
@@ -99,7 +99,7 @@ def world_model_core(dataset: OfflineDataset, config: TrainConfig, run_dir: Path
 
     saved = run_dir / "world_model"
     model = load_or_train(dataset, config.profile, str(saved) if saved.exists() else None, progress=progress,
-                          seed=config.seed)
+                          seed=config.seed).to(config.device)
     env_config = EnvConfig(horizon=config.horizon, penalty=config.penalty, profile=config.profile,
                            refit_steps=config.refit_steps,
                            n_samples=config.value_samples if config.value_penalty else None)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from adept_env.atomic import atomic_path
 from adept_env.data.dataset import OfflineDataset
+from adept_env.devices import resolve_device
 from adept_env.training.config import TrainConfig, TrainResult
 from adept_env.training.evaluation import EvalResult, evaluate
 from adept_env.training.run import RunLog, model_columns, score_in_model, selected_checkpoint, world_model_core
@@ -36,7 +37,7 @@ def _save_policy(model: SAC, path: Path) -> None:
 
 def _dataset_buffer(dataset: OfflineDataset, model: SAC) -> ReplayBuffer:
     """An SB3 replay buffer holding exactly the dataset's transitions."""
-    buffer = ReplayBuffer(len(dataset), model.observation_space, model.action_space, device="cpu",
+    buffer = ReplayBuffer(len(dataset), model.observation_space, model.action_space, device=model.device,
                           handle_timeout_termination=False)
     n = len(dataset)
     buffer.observations[:n, 0] = dataset.observations
@@ -79,7 +80,8 @@ class ActorAverage(BaseCallback):
         """The averaged actor's deterministic action for one observation or a batch of them."""
         batch = np.asarray(observation, np.float32)
         with torch.no_grad():
-            squashed = self.average(torch.as_tensor(np.atleast_2d(batch)), deterministic=True).numpy()
+            states = torch.as_tensor(np.atleast_2d(batch), device=self.average.device)
+            squashed = self.average(states, deterministic=True).cpu().numpy()
         actions = self._low + 0.5 * (squashed + 1.0) * (self._high - self._low)
         return actions if batch.ndim > 1 else actions[0]
 
@@ -131,17 +133,17 @@ def train_sac(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
                     replay_buffer_class=MixedReplayBuffer,
                     replay_buffer_kwargs={"dataset": dataset, "real_ratio": config.real_ratio,
                                           "value_penalty": config.value_penalty},
-                    seed=config.seed, device="cpu")
+                    seed=config.seed, device=resolve_device(config.device))
         model.replay_buffer.attach(model)
     else:
         env = make_real_env(dataset.task.env_id)  # only its spaces are used: never stepped
-        model = SAC("MlpPolicy", env, batch_size=config.batch_size, seed=config.seed, device="cpu",
-                    policy_kwargs={"n_critics": config.sac_critics})
+        model = SAC("MlpPolicy", env, batch_size=config.batch_size, seed=config.seed,
+                    device=resolve_device(config.device), policy_kwargs={"n_critics": config.sac_critics})
         model.replay_buffer = _dataset_buffer(dataset, model)
     # SAC's own scalars (train/critic_loss, actor_loss, ent_coef; rollout/ep_rew_mean in the model)
     model.set_logger(configure(str(run_dir / "tensorboard" / "sac"), ["tensorboard"]))
     if start and training_file.exists():
-        load_sac_training_state(model, torch.load(training_file, weights_only=True))
+        load_sac_training_state(model, torch.load(training_file, weights_only=True, map_location=model.device))
     elif start:  # a run from before training_state.pt: weights only, fresh optimisers
         model.policy.load_state_dict(load_file(str(checkpoint)))
     average_file = run_dir / "policy_average.safetensors"

@@ -244,3 +244,41 @@ def test_malformed_messages(client, target: str) -> None:
     status, message = send_raw(target, "ListEnvironments", b"", token="nope")
     assert status in ("UNAUTHENTICATED", "401") and "token" in message
     assert_serving(client)
+
+
+BAD_OVERRIDES = [{"n_samples": 10**9}, {"penalty": float("nan")}, {"weight_clip": float("inf")}, {"refit_steps": -5},
+                 {"refit_steps": float("inf")}, {"uncertainty_threshold": "high"}, {"horizon": 2.5},
+                 {"horizon": 1e300}]
+"""Each is carried by both transports: overrides travel as JSON text in the protobuf (NaN, Infinity included)."""
+
+
+def test_bad_override_values_are_invalid_arguments(client) -> None:
+    for overrides in BAD_OVERRIDES:
+        name = next(iter(overrides))
+        with pytest.raises(InvalidArgumentError, match=name):
+            client.create_session(ENV_ID, overrides=overrides)
+    assert_serving(client)
+
+
+def test_seeds_outside_int64_are_invalid_arguments(client) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"seed.*\[0, 2\*\*63"):
+        client.create_session(ENV_ID, seed=-1)
+    session = client.create_session(ENV_ID, num_envs=1, seed=2**63 - 1)
+    with pytest.raises(InvalidArgumentError, match="seed"):
+        session.reset(seed=-1)
+    with pytest.raises(InvalidArgumentError, match="seed"):
+        session.dataset_pairs(sample_size=4, seed=-(2**63))
+    session.reset(seed=2**63 - 1)
+    assert len(session.dataset_pairs(sample_size=4, seed=0)[0]) == 4
+    session.close()
+    assert_serving(client)
+
+
+def test_huge_ids_are_refused_and_not_echoed(client) -> None:
+    with pytest.raises(InvalidArgumentError, match="env_id") as caught:
+        client.create_session("E" * 200_000)
+    assert "E" * 65 not in str(caught.value)
+    with pytest.raises(SessionNotFoundError) as missing:
+        client.call("Step", pb.StepRequest(session_id="S" * 200_000, actions=to_tensor(np.zeros((1, ACT_DIM)))))
+    assert "S" * 65 not in str(missing.value)
+    assert_serving(client)

@@ -81,3 +81,37 @@ def test_kill_9_mid_refit_then_restart_serves_last_complete_version(
         except subprocess.TimeoutExpired:
             process.kill()
             pytest.fail("the server did not stop within 30 s of SIGTERM")
+
+
+def test_sigterm_mid_refit_exits_0_and_keeps_the_last_complete_version(
+        small_datasets: dict[str, Path], quick_model_path: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    process, target = start_server(quick_model_path, small_datasets["halfcheetah"], state)
+    try:
+        with GrpcClient(target, token="", timeout_s=60, retry=RetryPolicy(attempts=3)) as client:
+            session = client.create_session(ENV_ID, num_envs=2, seed=0)
+            indices, _, actions = session.dataset_pairs(sample_size=500, seed=0)
+            session.update_policy_log_probs(indices, -np.square(actions).sum(1))
+            done = session.wait_refit(session.refit(steps=10).job_id, timeout_s=120)
+            assert done.state == "done" and done.model_version == 1 and done.checkpointed
+            long = session.refit(steps=20_000)  # minutes of work: far past the 5 s grace
+            time.sleep(1.0)
+            assert session.get_refit(long.job_id).state == "running"
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(60)
+        output = process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 0, output  # a refit cut off no longer aborts the process ("terminate called ...", exit 134)
+    assert "terminate called" not in output
+    assert time.monotonic() - started < 30
+    assert sorted(p.name for p in state.rglob("v[0-9]*") if p.is_dir()) == ["v000001"]  # the cut refit left nothing
+    process, target = start_server(quick_model_path, small_datasets["halfcheetah"], state)
+    try:
+        with GrpcClient(target, token="", timeout_s=60) as client:
+            assert client.create_session(ENV_ID, num_envs=1, seed=0).model_version == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
