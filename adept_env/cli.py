@@ -1,6 +1,6 @@
 """The ``adept-env`` command line.
 
-Commands that need torch (``train``) are imported only when they run or are listed, and other
+Commands that need torch (``train``) or Ray (``sweep``) are imported only when they run or are listed, and other
 packages add commands through the ``adept_env.commands`` entry-point group (the server's
 ``serve`` and ``bench service``): the library never imports them.
 """
@@ -37,7 +37,14 @@ def _load_train() -> Callable[..., Any]:
     return train_command
 
 
-LAZY_COMMANDS: dict[tuple[str, ...], dict[str, Callable[[], Callable[..., Any]]]] = {(): {"train": _load_train}}
+def _load_sweep() -> Callable[..., Any]:
+    from adept_env.training.sweep_cli import sweep_command  # imports Ray only when the sweep runs
+
+    return sweep_command
+
+
+LAZY_COMMANDS: dict[tuple[str, ...], dict[str, Callable[[], Callable[..., Any]]]] = {
+    (): {"train": _load_train, "sweep": _load_sweep}}
 """This package's commands imported on first use (their modules import torch): group path ->
 command name -> a function returning the Typer command function."""
 
@@ -345,6 +352,7 @@ def bench_refit(
                            "and without the keep-the-start safeguard.")] = False,
     refit_steps: Annotated[int | None, typer.Option(
         help="Gradient steps of each refit (default: 1,000 quick, 2,000 full).", min=1)] = None,
+    device: Annotated[str, typer.Option(help="Device of the world model: auto, cpu, cuda or cuda:N.")] = "cpu",
 ) -> None:
     """World-model error on a target policy's real transitions before/after IS and unweighted refits."""
     from adept_env.benchmarks.refit import run
@@ -355,8 +363,8 @@ def bench_refit(
                                  param_hint="--dataset")
     try:
         run(quick=quick, json_path=json_path, task=task, policy_path=policy, ablation=ablation, quality=dataset,
-            refit_steps=refit_steps)
-    except (UnknownNameError, FileNotFoundError) as exc:  # a dataset or target policy that is not there yet
+            refit_steps=refit_steps, device=device)
+    except (UnknownNameError, FileNotFoundError, ValueError) as exc:  # missing data or actor; an absent device
         fail(str(exc))
 
 

@@ -28,7 +28,8 @@ if __name__ == "__main__":
     parser.add_argument("--raw-states", dest="normalize_states", action="store_false",
                         help="IQL variants: raw observations (no standardisation), as before 2026-11-27")
     parser.add_argument("--real-ratio", type=float, default=0.5, help="share of real transitions per batch")
+    parser.add_argument("--device", default=TrainConfig.device, help="auto, cpu, cuda or cuda:N (agent and model)")
     args = parser.parse_args()
     run(args.dataset, tuple(args.algos), tuple(args.seeds), args.updates, args.eval_every, args.eval_episodes,
         args.profile, args.out, args.progress, args.threads, args.penalty, args.real_ratio,
-        args.value_penalty, args.normalize_states)
+        args.value_penalty, args.normalize_states, args.device)

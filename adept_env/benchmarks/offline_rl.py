@@ -35,7 +35,7 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
         seeds: tuple[int, ...] = (0,), updates: int = 50_000, eval_every: int = 10_000, eval_episodes: int = 5,
         profile: str = "default", out: Path = Path("runs/offline_rl"), progress: bool = True,
         threads: int = 1, penalty: float = TrainConfig.penalty, real_ratio: float = 0.5, value_penalty: float = 0.0,
-        normalize_states: bool = True) -> str:
+        normalize_states: bool = True, device: str = TrainConfig.device) -> str:
     """Train every (algo, seed) on the dataset (resuming finished or cut runs); return the table.
 
     Writes ``out/results.md``, ``out/results.json`` and ``out/curves.png``. ``threads`` torch
@@ -65,7 +65,7 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
             uses_model = algo.startswith(("adept", "diff"))
             config = TrainConfig(algo=algo, updates=updates, eval_every=eval_every, eval_episodes=eval_episodes,
                                  profile=profile, seed=seed, penalty=penalty, real_ratio=real_ratio,
-                                 value_penalty=value_penalty if uses_model else 0.0,
+                                 value_penalty=value_penalty if uses_model else 0.0, device=device,
                                  iql=IQLConfig(normalize_states=normalize_states))
             start = time.process_time()
             result = train(dataset, config, out / dataset_name / f"{algo}-s{seed}", progress=progress)

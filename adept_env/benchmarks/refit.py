@@ -240,14 +240,16 @@ def _speed(model: Any, dataset: OfflineDataset, seconds: float) -> dict[str, flo
 
 def run(quick: bool = False, json_path: Path | None = None, task: str = "halfcheetah",
         policy_path: str | None = None, seed: int = 0, ablation: bool = False,
-        quality: str = "random", refit_steps: int | None = None) -> dict[str, Any]:
+        quality: str = "random", refit_steps: int | None = None, device: str = "cpu") -> dict[str, Any]:
     """Run the benchmark on TASK-``quality``; print a table and the summary lines; return the figures.
 
     ``policy_path``: "medium", "expert" (shipped actors) or a snapshot stem; default
     :func:`default_target` of ``quality``.
     """
+    from adept_env.devices import resolve_device
     from adept_env.envs.model_store import load_or_train
 
+    device = str(resolve_device(device))  # an absent device fails here, before any work
     budget = QUICK if quick else FULL
     if refit_steps is not None:
         if refit_steps < 1:
@@ -265,7 +267,7 @@ def run(quick: bool = False, json_path: Path | None = None, task: str = "halfche
                                 progress=False)
             dataset = load_dataset(path)
     start = time.perf_counter()
-    model = load_or_train(dataset, budget.profile, progress=True, seed=seed)
+    model = load_or_train(dataset, budget.profile, progress=True, seed=seed).to(device)  # refits run there too
     console.print(f"world model ready ({budget.profile} profile, {time.perf_counter() - start:.0f} s)")
     policy, description = _target_policy(task, policy_path, dataset, model, console, quality)
     arrays = collect(t, policy, budget.eval_steps, seed=seed + 1, progress=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adept_client.client import GrpcClient, HttpClient, RemoteSession, RetryPolicy, connect
+from adept_client.client import GrpcClient, HttpClient, RemoteSession, RetryPolicy, connect, wait_for_server
 from adept_client.env import RemoteEnv, RemoteVectorEnv
 from adept_client.errors import (
     AdeptError,
@@ -29,7 +29,7 @@ __all__ = [
     "AdeptError", "DeadlineExceededError", "FailedPreconditionError", "GrpcClient", "HttpClient",
     "InvalidArgumentError", "PushPolicy", "RemoteEnv", "RemoteSession", "RemoteVecEnv", "RemoteVectorEnv",
     "ResourceExhaustedError", "RetryPolicy", "ServerUnavailableError", "SessionNotFoundError",
-    "UnauthenticatedError", "connect",
+    "UnauthenticatedError", "connect", "wait_for_server",
 ]
 
 

@@ -203,6 +203,21 @@ def connect(target: str, token: str | None = None, **kwargs: Any) -> BaseClient:
     return GrpcClient(target.removeprefix("grpc://"), token=token, **kwargs)
 
 
+def wait_for_server(target: str, token: str | None = None, timeout_s: float = 600.0, poll_s: float = 2.0) -> None:
+    """Poll ListEnvironments until the server at ``target`` answers; ServerUnavailableError after ``timeout_s``
+    (a server that loads or trains its model first is unavailable until it is ready)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with connect(target, token=token, timeout_s=10.0) as client:
+                client.list_environments()
+                return
+        except ServerUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(poll_s)
+
+
 # -- one session ----------------------------------------------------------------------------------
 @dataclass
 class Step:

@@ -63,22 +63,6 @@ def overrides_of(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def wait_for_server(target: str, token: str | None, seconds: float) -> None:
-    """Poll ListEnvironments until the server answers (bounded by ``seconds``)."""
-    from adept_client import ServerUnavailableError, connect
-
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with connect(target, token=token, timeout_s=10.0) as client:
-                client.list_environments()
-                return
-        except ServerUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2.0)
-
-
 def build(args: argparse.Namespace) -> Any:
     """Return the SAC algorithm: env runners over the remote env, a push callback on the driver."""
     from adept_client.rllib import PushPolicyCallback, env_config, register
@@ -105,10 +89,11 @@ def build(args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     import ray
+    from adept_client import wait_for_server
     from adept_client.client import default_token
     from adept_client.rllib import push_callbacks
 
-    wait_for_server(args.target, args.token or default_token(), args.wait_server_s)
+    wait_for_server(args.target, args.token or default_token(), timeout_s=args.wait_server_s)
     token_env = os.environ.get("ADEPT_API_TOKEN")
     runtime_env = {"env_vars": {"ADEPT_API_TOKEN": token_env}} if token_env and not args.token else None
     if args.ray_address:

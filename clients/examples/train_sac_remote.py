@@ -32,29 +32,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def wait_for_server(target: str, seconds: float) -> None:
-    """Poll ListEnvironments until the server answers (bounded by ``seconds``)."""
-    from adept_client import ServerUnavailableError, connect
-
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with connect(target, timeout_s=10.0) as client:
-                client.list_environments()
-                return
-        except ServerUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2.0)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    from adept_client import wait_for_server
     from adept_client.sb3 import PushPolicy, RemoteVecEnv
     from stable_baselines3 import SAC
     from stable_baselines3.common.vec_env import VecMonitor
 
-    wait_for_server(args.target, args.wait_server_s)
+    wait_for_server(args.target, timeout_s=args.wait_server_s)
     env = RemoteVecEnv(args.target, args.env_id, num_envs=args.num_envs, seed=args.seed)
     print(f"session {env.session.session_id[:6]}… on {args.target}: {args.env_id} x{args.num_envs}, "
           f"model version {env.model_version}", flush=True)
