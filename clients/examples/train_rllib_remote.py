@@ -63,8 +63,9 @@ def overrides_of(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def build(args: argparse.Namespace) -> Any:
-    """Return the SAC algorithm: env runners over the remote env, a push callback on the driver."""
+def sac_config(args: argparse.Namespace, **client_kwargs: Any) -> Any:
+    """Return the SAC config: env runners over the remote env, a push callback on the driver
+    (``client_kwargs`` go to every env's client, e.g. ``timeout_s``)."""
     from adept_client.rllib import PushPolicyCallback, env_config, register
     from ray.rllib.algorithms.sac import SACConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
@@ -72,7 +73,8 @@ def build(args: argparse.Namespace) -> Any:
     config = (
         SACConfig()
         .environment(register(), env_config=env_config(args.target, args.env_id, token=args.token,
-                                                        overrides=overrides_of(args.override), seed=args.seed))
+                                                        overrides=overrides_of(args.override), seed=args.seed,
+                                                        **client_kwargs))
         .env_runners(num_env_runners=args.env_runners, num_envs_per_env_runner=1,
                      rollout_fragment_length=args.rollout_fragment_length)
         .training(train_batch_size_per_learner=args.batch_size,
@@ -83,7 +85,12 @@ def build(args: argparse.Namespace) -> Any:
                            refit_steps=args.refit_steps, sample_size=args.sample_size))
         .debugging(seed=args.seed, log_level="ERROR")
     )
-    return config.build_algo()
+    return config
+
+
+def build(args: argparse.Namespace) -> Any:
+    """Return the SAC algorithm of ``sac_config(args)``."""
+    return sac_config(args).build_algo()
 
 
 def main(argv: list[str] | None = None) -> None:

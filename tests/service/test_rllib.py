@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Iterator
-from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -217,24 +218,22 @@ def test_the_callback_pushes_on_schedule_and_skips_refits_while_one_runs(monkeyp
 
 
 def _sac(live_server, overrides: dict[str, Any], remote_learner: bool = False) -> Any:
-    from adept_client.rllib import PushPolicyCallback, env_config, register
-    from ray.rllib.algorithms.sac import SACConfig
-    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    """The example's own SAC config (clients/examples/train_rllib_remote.py), at tiny sizes."""
+    import importlib.util
 
-    config = (
-        SACConfig()
-        .environment(register(), env_config=env_config(f"127.0.0.1:{live_server.grpc_port}", ENV_ID,
-                                                        token=TOKENS[0], overrides=overrides, seed=0,
-                                                        timeout_s=60.0))
-        .env_runners(num_env_runners=2, num_envs_per_env_runner=1, num_cpus_per_env_runner=1,
-                     rollout_fragment_length=8)
-        .training(train_batch_size_per_learner=32, num_steps_sampled_before_learning_starts=32,
-                  replay_buffer_config={"type": "PrioritizedEpisodeReplayBuffer", "capacity": 5_000})
-        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[32, 32]))
-        .reporting(min_time_s_per_iteration=0, min_sample_timesteps_per_iteration=48)
-        .callbacks(partial(PushPolicyCallback, every=2, refit_steps=5, sample_size=1_000))
-        .debugging(seed=0, log_level="ERROR")
-    )
+    path = Path(__file__).resolve().parents[2] / "clients" / "examples" / "train_rllib_remote.py"
+    spec = importlib.util.spec_from_file_location("train_rllib_remote", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    args = example.parser().parse_args([
+        "--target", f"127.0.0.1:{live_server.grpc_port}", "--token", TOKENS[0], "--env-id", ENV_ID,
+        *(f"--override={key}={json.dumps(value)}" for key, value in overrides.items()),
+        "--env-runners", "2", "--rollout-fragment-length", "8", "--batch-size", "32", "--learning-starts", "32",
+        "--hidden", "32", "32", "--steps-per-iteration", "48", "--push-every", "2", "--refit-steps", "5",
+        "--sample-size", "1000", "--seed", "0"])
+    config = example.sac_config(args, timeout_s=60.0)
+    config.env_runners(num_cpus_per_env_runner=1)  # one runner per node on the two-node cluster
+    config.training(replay_buffer_config={"type": "PrioritizedEpisodeReplayBuffer", "capacity": 5_000})
     if remote_learner:  # a Learner actor: the callback's log-probs are computed there
         config.learners(num_learners=1, num_cpus_per_learner=0)
     return config.build_algo()
