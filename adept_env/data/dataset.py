@@ -234,3 +234,20 @@ def load_dataset(
         make_dataset(name, out=path, progress=progress)
     arrays, attrs = read_hdf5(path)
     return from_d4rl_arrays(arrays, ds_task, name=name, source=str(path), attrs=attrs)
+
+
+def load_sized_dataset(name: str, steps: int, progress: bool = True) -> OfflineDataset:
+    """``name`` (TASK-QUALITY) generated with ``steps`` steps instead of the recipe's size, cached beside the
+    full file as ``TASK-QUALITY-STEPS.hdf5`` (made on first use); the dataset keeps the name ``TASK-QUALITY``.
+
+    What ``adept-env train --dataset-steps`` and ``adept-env sweep --dataset-steps`` load."""
+    from adept_env.data.generate import default_path, make_dataset
+    from adept_env.tasks import parse_dataset_name
+
+    task, quality = parse_dataset_name(name)
+    path = default_path(name).with_name(f"{task.name}-{quality}-{steps}.hdf5")
+    if not path.exists():
+        make_dataset(name, steps=steps, out=path, progress=progress)
+    dataset = load_dataset(path, progress=progress)
+    dataset.name = f"{task.name}-{quality}"
+    return dataset

@@ -86,16 +86,9 @@ def train_command(
             settings["penalty"] = 0.0
         config = TrainConfig(**settings, iql=IQLConfig(**iql))
         if dataset_steps is not None:
-            from adept_env.data.dataset import default_path
-            from adept_env.data.generate import make_dataset
-            from adept_env.tasks import parse_dataset_name
+            from adept_env.data.dataset import load_sized_dataset
 
-            task, quality = parse_dataset_name(name)
-            path = default_path(name).with_name(f"{task.name}-{quality}-{dataset_steps}.hdf5")
-            if not path.exists():
-                make_dataset(name, steps=dataset_steps, out=path, progress=progress)
-            dataset = load_dataset(path)
-            dataset.name = f"{task.name}-{quality}"
+            dataset = load_sized_dataset(name, dataset_steps, progress=progress)
         else:
             dataset = load_dataset(name, progress=progress)
     except (UnknownNameError, DatasetUnavailableError, DatasetFileError, NotImplementedError, ValueError) as exc:

@@ -338,18 +338,12 @@ def _apply_env(env: Mapping[str, str]) -> None:
 def open_dataset(spec: DatasetSpec, dataset_steps: int | None) -> Any:
     """The dataset of ``spec``, made first when missing (with --dataset-steps: the file of that size
     beside the cached dataset, as ``adept-env train --dataset-steps`` makes and names it)."""
-    from adept_env.data.dataset import default_path, load_dataset
+    from adept_env.data.dataset import load_dataset, load_sized_dataset
 
     if spec.is_path or dataset_steps is None:
         dataset = load_dataset(spec.source, progress=False)
     else:
-        task, quality = parse_dataset_name(spec.source)
-        path = default_path(spec.label).with_name(f"{task.name}-{quality}-{dataset_steps}.hdf5")
-        if not path.exists():
-            from adept_env.data.generate import make_dataset
-
-            make_dataset(spec.label, steps=dataset_steps, out=path, progress=False)
-        dataset = load_dataset(path, progress=False)
+        dataset = load_sized_dataset(spec.label, dataset_steps, progress=False)
     dataset.name = spec.label
     return dataset
 
