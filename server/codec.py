@@ -4,8 +4,8 @@
 response``; ``answer`` runs one call from request bytes to response bytes. Both front-ends parse
 the request bytes themselves, so malformed protobuf is an INVALID_ARGUMENT with a message rather
 than a transport-level failure. Every value a client sends is checked here or in the core before
-it is used: tensor sizes (``adept_client.tensors.from_tensor``), seeds, and the size and nesting
-depth of JSON text (overrides, policy specs).
+it is used: tensor sizes (``adept_client.tensors.from_tensor``) and the size and nesting depth of
+JSON text (overrides, policy specs) here; seeds, ids and overrides' types and ranges in the core.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ MAX_SPEC_CHARS = 1 << 20
 """Characters of a policy snapshot's JSON spec at most (the shipped ones are ~3 KB)."""
 MAX_OVERRIDE_CHARS = 10_000
 """Characters of one CreateSession override's JSON value at most."""
-MAX_SEED = 2**63 - 1
-"""Seeds are integers in [0, MAX_SEED] (numpy's generators refuse negative ones; the wire carries int64)."""
 
 
 def parse(cls: type[Message], data: bytes) -> Message:
@@ -77,13 +75,8 @@ def check_json(text: str, name: str, max_chars: int, max_depth: int = MAX_JSON_D
 
 
 def seed_of(message: Message, name: str = "seed") -> int | None:
-    """Return an optional seed field's value (None when unset); INVALID_ARGUMENT when negative."""
-    if not message.HasField(name):
-        return None
-    seed = getattr(message, name)
-    if not 0 <= seed <= MAX_SEED:
-        raise invalid(f"{name} must be in [0, 2**63), got {seed}")
-    return seed
+    """Return an optional seed field's value (None when unset); the core checks its range (``check_seed``)."""
+    return getattr(message, name) if message.HasField(name) else None
 
 
 def tensor(message: Message, name: str, max_elements: int | None = None, required: bool = True) -> np.ndarray | None:

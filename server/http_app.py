@@ -34,7 +34,6 @@ from adept_env.envs.episodes import StepResult
 from server.codec import (
     MAX_JSON_DEPTH,
     MAX_OVERRIDE_CHARS,
-    MAX_SEED,
     MAX_SPEC_CHARS,
     METHODS,
     SERVICE_NAME,
@@ -43,7 +42,7 @@ from server.codec import (
     json_depth,
 )
 from server.errors import ServiceError, answer_for, invalid
-from server.sessions import RefitInfo, SessionCore, SessionInfo, UpdateResult
+from server.sessions import MAX_SEED, RefitInfo, SessionCore, SessionInfo, UpdateResult
 
 log = logging.getLogger("adept.server")
 PROTOBUF = "application/x-protobuf"

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from adept_env.envs.config import shown
 from adept_env.envs.core import RefitJob
 from adept_env.envs.episodes import EpisodeBatch, ResetNeeded, StepResult
 from adept_env.envs.world_model_env import action_space
@@ -39,16 +40,6 @@ MAX_ENV_ID = 256
 """Longest env id accepted (the served ids are far shorter); a longer one is refused before any use."""
 MAX_SESSION_ID = 128
 """Longest session id looked up (ours have 24 characters)."""
-SHOWN_ID = 64
-"""At most this many characters of a client's id appear in an error message."""
-
-
-def shorten(text: Any, limit: int = SHOWN_ID) -> str:
-    """Return ``repr(text)`` of at most about ``limit`` characters of it, saying how long it was if cut."""
-    text = text if isinstance(text, str) else str(text)
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def check_seed(seed: Any, name: str = "seed") -> int | None:
@@ -57,10 +48,7 @@ def check_seed(seed: Any, name: str = "seed") -> int | None:
         return None
     integral = isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
     if not integral or not 0 <= int(seed) <= MAX_SEED:
-        text = str(int(seed)) if integral else repr(seed)
-        if len(text) > SHOWN_ID:
-            text = f"{text[:SHOWN_ID]}... ({len(text)} characters)"
-        raise invalid(f"{name} must be an integer in [0, 2**63 - 1], got {text}")
+        raise invalid(f"{name} must be an integer in [0, 2**63 - 1], got {shown(seed)}")
     return int(seed)
 
 
@@ -200,7 +188,7 @@ class SessionCore:
                 session = self._sessions.get(session_id)
         # Another owner's session answers exactly like a missing one: its existence is not revealed.
         if session is None or session.owner != owner or session.closed:
-            raise not_found(f"no session {shorten(session_id)} for this token (closed, expired after "
+            raise not_found(f"no session {shown(session_id)} for this token (closed, expired after "
                             f"{self.config.idle_timeout_s:g} s idle, or the server restarted); create a new one")
         session.last_used = time.monotonic()
         return session
@@ -271,9 +259,9 @@ class SessionCore:
         64 characters of it."""
         if not isinstance(env_id, str) or len(env_id) > MAX_ENV_ID:
             size = f"{len(env_id)} characters" if isinstance(env_id, str) else type(env_id).__name__
-            raise invalid(f"env_id must be a string of at most {MAX_ENV_ID} characters, got {size}: {shorten(env_id)}")
+            raise invalid(f"env_id must be a string of at most {MAX_ENV_ID} characters, got {size}: {shown(env_id)}")
         if env_id not in self.engines.env_ids:
-            raise not_found(f"unknown environment {shorten(env_id)}; this server serves {list(self.engines.env_ids)}")
+            raise not_found(f"unknown environment {shown(env_id)}; this server serves {list(self.engines.env_ids)}")
 
     def _reserve(self, owner: str) -> None:
         """Take one session slot of the server and of ``owner`` (RESOURCE_EXHAUSTED if none is left)."""
