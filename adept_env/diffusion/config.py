@@ -8,6 +8,10 @@ from typing import Any, Literal
 
 PREDICTORS = ("mean_residual", "plain")
 DTYPES = ("auto", "float32", "bfloat16")
+SMALL_STEPS = 6_000
+PROFILES = ("default", "small", "quick")
+"""Named world-model configurations (:meth:`WorldModelConfig.profile`): ``default`` the measured
+model, ``small`` a shorter fit of the same architecture (the demo's), ``quick`` a tiny model for tests."""
 REFIT_ONLY_FIELDS = ("refit_steps", "refit_learning_rate", "weighted_sampling")
 """Fields used only by warm-start refits: a cached model fitted from scratch does not depend on them."""
 
@@ -127,6 +131,20 @@ class WorldModelConfig:
         return cls(denoiser_width=64, denoiser_blocks=1, mean_width=64, mean_blocks=1, reward_width=64,
                    scale_width=64,
                    steps=1_500, refit_steps=300, eval_every=250, patience=4, val_max=1_000)
+
+    @classmethod
+    def small(cls) -> WorldModelConfig:
+        """The default architecture fitted for a few thousand steps: minutes on a CPU (the demo's)."""
+        return cls(steps=SMALL_STEPS, eval_every=500, patience=4)
+
+    @classmethod
+    def profile(cls, name: str) -> WorldModelConfig:
+        """Return the configuration of a profile name (one of ``PROFILES``)."""
+        if name not in PROFILES:
+            from adept_env.tasks import unknown_name
+
+            raise unknown_name("world-model profile", name, PROFILES)
+        return getattr(cls, name)()
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-ready dict."""

@@ -9,10 +9,10 @@ import reprlib
 from dataclasses import dataclass
 from typing import Any
 
+from adept_env.diffusion.config import PROFILES
 from adept_env.tasks import unknown_name
 
 START_STATE_MODES = ("dataset", "initial")
-PROFILES = ("default", "quick")
 MAX_HORIZON = 1_000_000
 MAX_N_SAMPLES = 1024
 
@@ -93,7 +93,8 @@ class EnvConfig:
     start_states: str = "dataset"
     """'dataset': episodes start from any dataset observation; 'initial': from episode starts only."""
     profile: str = "default"
-    """World-model profile trained on first use: 'default' or 'quick' (small, well under a minute)."""
+    """World-model profile trained on first use: 'default', 'small' (the same network, a shorter fit)
+    or 'quick' (tiny, well under a minute)."""
     model_path: str | None = None
     """Load this saved world model instead of the cached/trained one."""
     device: str = "auto"

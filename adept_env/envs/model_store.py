@@ -28,10 +28,10 @@ def dataset_fingerprint(dataset: OfflineDataset) -> str:
 
 
 def profile_config(profile: str):
-    """Return the WorldModelConfig of a profile name ('default' or 'quick')."""
+    """Return the WorldModelConfig of a profile name (``adept_env.diffusion.config.PROFILES``)."""
     from adept_env.diffusion import WorldModelConfig
 
-    return WorldModelConfig.quick() if profile == "quick" else WorldModelConfig.default()
+    return WorldModelConfig.profile(profile)
 
 
 def model_dir(dataset: OfflineDataset, profile: str) -> Path:

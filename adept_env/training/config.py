@@ -69,7 +69,7 @@ class TrainConfig:
     eval_episodes: int = 5
     """Real episodes per evaluation (the final one: at least 10)."""
     profile: str = "default"
-    """World-model profile: default or quick (demos and tests)."""
+    """World-model profile: default, small (a shorter fit of the same network) or quick (tests)."""
     seed: int = 0
     """Seed of the agent, the rollouts and the evaluations."""
     iql: IQLConfig = field(default_factory=IQLConfig)

@@ -48,12 +48,11 @@ from pathlib import Path
 from typing import Any
 
 from adept_env.agents.iql_config import IQLConfig
+from adept_env.diffusion.config import PROFILES
 from adept_env.tasks import parse_dataset_name, unknown_name
 from adept_env.training.config import ALGOS, TrainConfig
 
 RAY_MISSING = "adept-env sweep needs Ray Tune: pip install 'adept-env[ray]'"
-PROFILES = ("default", "quick")
-"""World-model profiles (``adept_env.envs.model_store.profile_config``)."""
 ADDRESS_TIMEOUT_S = 5.0
 """How long ``check_address`` waits for the Ray cluster to accept a connection."""
 FORWARDED_ENV = ("ADEPT_HOME", "ADEPT_D4RL_DIR", "CI")
