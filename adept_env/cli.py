@@ -155,22 +155,35 @@ def data_make(
         typer.Option(help="medium-replay: end at this snapshot step of the run (default: the shipped medium "
                           "actor's step, which the run must have produced).", min=1),
     ] = None,
+    replay_source: Annotated[
+        str, typer.Option(help="medium-replay: auto (the behaviour run's buffer if there is a run, else the "
+                               "shipped recipe), run or recipe.")
+    ] = "auto",
+    ramp_exponent: Annotated[
+        float | None,
+        typer.Option(help="medium-replay recipe: shape k of the ramp p(t) = (fraction of the buffer after the "
+                          "warm-up)^k from uniform to the medium actor (default 1, linear).", min=0.0),
+    ] = None,
 ) -> None:
     """Generate a dataset with the real MuJoCo simulator and write it atomically as D4RL HDF5.
 
     medium/expert: STEPS of the shipped actor; medium-expert: STEPS of each; medium-replay: the
-    behaviour SAC run's replay buffer up to the shipped medium actor's step (or --medium-step).
+    behaviour SAC run's replay buffer up to the shipped medium actor's step (or --medium-step)
+    when there is a run, else the shipped recipe (uniform warm-up, then a per-step mixture ramping
+    from uniform to the medium actor; adept_env/data/replay_recipe.py), the first STEPS rows.
     """
     from adept_env.data.dataset import load_dataset
     from adept_env.data.generate import make_dataset
 
     try:
         path = make_dataset(name, steps=steps, seed=seed, out=out, progress=progress, run_dir=run_dir,
-                            medium_step=medium_step)
+                            medium_step=medium_step, replay_source=replay_source, ramp_exponent=ramp_exponent)
     except (UnknownNameError, NotImplementedError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    _print_summary(load_dataset(path).summary())
-    console.print(f"wrote {path}")
+    dataset = load_dataset(path)
+    _print_summary(dataset.summary())
+    made_from = dataset.attrs.get("replay_source")
+    console.print(f"wrote {path}" + (f" (from the {made_from})" if made_from else ""))
 
 
 @data_app.command("train-behavior")
@@ -259,16 +272,14 @@ def data_info(
 
 @data_app.command("list")
 def data_list() -> None:
-    """List every dataset name and whether it is available locally."""
-    from adept_env.data.dataset import d4rl_path, default_path
+    """List every dataset name: on disk, a D4RL file, can be made now (and how long), or what it needs first."""
+    from adept_env.data.status import dataset_status
 
-    table = Table("dataset", "available", "path")
+    table = Table("dataset", "status", "path")
     for task in TASKS:
         for quality in DATASET_QUALITIES:
-            name = f"{task}-{quality}"
-            real = d4rl_path(name)
-            path = real or default_path(name)
-            table.add_row(name, "D4RL file" if real else ("yes" if path.exists() else "no"), str(path))
+            status = dataset_status(f"{task}-{quality}")
+            table.add_row(status.name, str(status), str(status.path))
     console.print(table)
 
 

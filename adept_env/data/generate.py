@@ -12,11 +12,13 @@ from typing import Any
 import gymnasium as gym
 import mujoco
 import numpy as np
+from tqdm.auto import tqdm
 
 from adept_env import __version__
 from adept_env.data.collect import ActingPolicy, collect, uniform_policy
 from adept_env.data.hdf5 import write_hdf5
-from adept_env.paths import datasets_dir
+from adept_env.paths import adept_home, datasets_dir
+from adept_env.progress import show_progress
 from adept_env.tasks import Task, parse_dataset_name
 
 DEFAULT_STEPS = 1_000_000
@@ -54,6 +56,50 @@ def behavior_policy(task: Task, quality: str) -> ActingPolicy:
     )
 
 
+REPLAY_SOURCES: tuple[str, ...] = ("auto", "run", "recipe")
+"""Where medium-replay comes from: a behaviour run's buffer if one exists (auto), the run, or the recipe."""
+
+
+def replay_source_for(
+    task: Task,
+    replay_source: str = "auto",
+    *,
+    run_dir: str | os.PathLike[str] | None = None,
+    medium_step: int | None = None,
+    ramp_exponent: float | None = None,
+) -> str:
+    """Return "run" or "recipe": how :func:`make_dataset` makes ``task``'s medium-replay.
+
+    "auto" takes the behaviour run's replay buffer when a run is named (``run_dir``,
+    ``medium_step``) or ``$ADEPT_HOME/behavior/<task>`` holds one, else the shipped recipe.
+    """
+    if replay_source not in REPLAY_SOURCES:
+        raise ValueError(f"replay_source must be one of {', '.join(REPLAY_SOURCES)}, got {replay_source!r}")
+    run_named = run_dir is not None or medium_step is not None
+    if replay_source == "recipe" and run_named:
+        raise ValueError("run_dir and medium_step name a behaviour run; the recipe (replay_source='recipe') uses none")
+    if replay_source == "run" and ramp_exponent is not None:
+        raise ValueError("ramp_exponent shapes the recipe; a behaviour run's buffer (replay_source='run') has none")
+    if replay_source != "auto":
+        return replay_source
+    if run_named:
+        if ramp_exponent is not None:
+            raise ValueError("ramp_exponent shapes the recipe; run_dir and medium_step name a behaviour run")
+        return "run"
+    if ramp_exponent is not None:
+        return "recipe"
+    return "run" if (behavior_run_dir(task) / "progress.json").exists() else "recipe"
+
+
+def behavior_run_dir(task: Task) -> Path:
+    """Return ``$ADEPT_HOME/behavior/<task>``, the default behaviour run folder.
+
+    The same folder as ``adept_env.data.train_behavior.default_run_dir``, which imports torch;
+    this does not, so ``adept-env data list`` stays fast.
+    """
+    return adept_home() / "behavior" / task.name
+
+
 def make_dataset(
     name: str,
     *,
@@ -63,6 +109,8 @@ def make_dataset(
     progress: bool = True,
     run_dir: str | os.PathLike[str] | None = None,
     medium_step: int | None = None,
+    replay_source: str = "auto",
+    ramp_exponent: float | None = None,
 ) -> Path:
     """Generate dataset ``name`` (e.g. ``"hopper-random"``) and write it atomically.
 
@@ -74,16 +122,34 @@ def make_dataset(
     is ``steps`` of each (2 * steps rows, medium first); ``medium-replay`` is the SAC run's
     replay buffer (in ``run_dir``, default ``$ADEPT_HOME/behavior/<task>``) from its start up to
     the shipped medium actor's step (``medium_step``: the run's own snapshot at that step instead),
-    cut to the first ``steps`` rows if that is fewer.
+    cut to the first ``steps`` rows if that is fewer. Without a run (``replay_source="auto"``
+    and no run folder) it is the shipped ramped-mixture recipe instead
+    (``adept_env/data/replay_recipe.py``, ramp exponent ``ramp_exponent``, default 1);
+    ``replay_source`` "run" or "recipe" insists on one. The file's ``replay_source``
+    attribute says which was used, and with ``progress`` it is printed.
     """
     task, quality = parse_dataset_name(name)
-    if medium_step is not None and quality != "medium-replay":
-        raise ValueError(f"medium_step applies to medium-replay datasets, not {name}")
+    if quality != "medium-replay":
+        for option, value in (("medium_step", medium_step), ("ramp_exponent", ramp_exponent)):
+            if value is not None:
+                raise ValueError(f"{option} applies to medium-replay datasets, not {name}")
     extra: dict[str, Any] = {}
     if quality == "medium-replay":
-        from adept_env.data.train_behavior import medium_replay_arrays
+        source = replay_source_for(task, replay_source, run_dir=run_dir, medium_step=medium_step,
+                                   ramp_exponent=ramp_exponent)
+        if source == "run":
+            from adept_env.data.train_behavior import medium_replay_arrays
 
-        arrays, extra = medium_replay_arrays(task, steps=steps, run_dir=run_dir, medium_step=medium_step)
+            arrays, extra = medium_replay_arrays(task, steps=steps, run_dir=run_dir, medium_step=medium_step)
+            extra["replay_source"] = f"behaviour run {Path(run_dir) if run_dir is not None else behavior_run_dir(task)}"
+        else:
+            from adept_env.data.replay_recipe import ReplayRecipe, recipe_replay_arrays
+
+            recipe = ReplayRecipe(exponent=1.0 if ramp_exponent is None else ramp_exponent)
+            arrays, extra = recipe_replay_arrays(task, steps=steps, seed=seed, recipe=recipe, progress=progress)
+            extra["replay_source"] = "shipped recipe (adept_env/data/replay_recipe.py)"
+        if show_progress(progress):
+            tqdm.write(f"{task.name}-medium-replay: made from the {extra['replay_source']}")
         policy_name, checksum = extra.pop("behavior_policy"), extra.pop("behavior_policy_sha256")
     elif quality == "medium-expert":
         medium, expert = behavior_policy(task, "medium"), behavior_policy(task, "expert")
@@ -123,3 +189,4 @@ def make_dataset(
     }
     target = Path(out) if out is not None else default_path(name)
     return write_hdf5(target, arrays, attrs)
+
