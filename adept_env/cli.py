@@ -20,6 +20,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from adept_env.cli_config import fail
+from adept_env.model_cli import model_app
 from adept_env.tasks import DATASET_QUALITIES, TASKS, UnknownNameError
 
 PLUGIN_GROUP = "adept_env.commands"
@@ -135,6 +136,7 @@ bench_app = typer.Typer(help="Measure speed and fidelity; figures go in BENCHMAR
                         cls=_group_class(("bench",)))
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
+app.add_typer(model_app, name="model")
 console = Console()
 
 

@@ -19,6 +19,7 @@ import dataclasses
 import datetime as _dt
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,14 +58,15 @@ class SmoothPolicy:
         return f"ou-{self.theta}-{self.sigma}"
 
 
-def _subset(ds: OfflineDataset, idx: np.ndarray) -> OfflineDataset:
+def subset(ds: OfflineDataset, idx: np.ndarray) -> OfflineDataset:
+    """The rows ``idx`` of ``ds`` as a dataset of their own."""
     return dataclasses.replace(
         ds, observations=ds.observations[idx], actions=ds.actions[idx], rewards=ds.rewards[idx],
         next_observations=ds.next_observations[idx], terminals=ds.terminals[idx], timeouts=ds.timeouts[idx],
         behavior_log_probs=None if ds.behavior_log_probs is None else ds.behavior_log_probs[idx])
 
 
-def _rollout_starts(ds: OfflineDataset, horizon: int) -> np.ndarray:
+def rollout_starts(ds: OfflineDataset, horizon: int) -> np.ndarray:
     """Rows i where i..i+horizon-1 are consecutive steps of one episode."""
     n = len(ds)
     linked = np.zeros(n, bool)  # row j continues into row j + 1
@@ -77,12 +79,50 @@ def _rollout_starts(ds: OfflineDataset, horizon: int) -> np.ndarray:
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two 1-D arrays (ties broken by position)."""
+    """Spearman rank correlation of two 1-D arrays (ties broken by position); NaN when either is constant."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _rate(fn: Any, items: int, seconds: float) -> float:
+Predict = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]
+"""(observations, actions) -> (next observations, rewards, uncertainty, a second uncertainty or None)."""
+
+
+def state_errors(predicted: np.ndarray, ds: OfflineDataset, delta_std: np.ndarray) -> np.ndarray:
+    """Per-pair next-state MSE against ``ds``, each dimension in units of the training data's s' - s std."""
+    return np.mean(np.square((predicted - ds.next_observations) / delta_std), axis=1)
+
+
+def one_step_fidelity(predict: Predict, sets: dict[str, OfflineDataset], delta_std: np.ndarray) -> dict[str, float]:
+    """For each named set of real pairs: ``NAME state`` (normalised next-state MSE), ``NAME reward`` (reward MSE)
+    and ``NAME unc-rank-corr`` (rank correlation of the uncertainty with the pair's own state error), plus
+    ``NAME unc-rank-corr (MOPO max-std)`` when ``predict`` gives a second uncertainty."""
+    row: dict[str, float] = {}
+    for set_name, ds in sets.items():
+        nxt, rew, unc, unc2 = predict(ds.observations, ds.actions)
+        err = state_errors(nxt, ds, delta_std)
+        row[f"{set_name} state"] = float(err.mean())
+        row[f"{set_name} reward"] = float(np.mean(np.square(rew - ds.rewards)))
+        row[f"{set_name} unc-rank-corr"] = rank_correlation(unc, err)
+        if unc2 is not None:
+            row[f"{set_name} unc-rank-corr (MOPO max-std)"] = rank_correlation(unc2, err)
+    return row
+
+
+def rollout_error(predict: Predict, ds: OfflineDataset, starts: np.ndarray, horizon: int,
+                  obs_std: np.ndarray) -> float:
+    """Open-loop error: from ``ds``'s observations at ``starts``, feed ``horizon`` logged actions through the
+    model; the MSE of the final state against the real one, each dimension in units of the state's std."""
+    s = ds.observations[starts]
+    for j in range(horizon):
+        s = predict(s, ds.actions[starts + j])[0]
+    return float(np.mean(np.square((s - ds.next_observations[starts + horizon - 1]) / obs_std)))
+
+
+def transitions_per_second(fn: Callable[[], Any], items: int, seconds: float) -> float:
+    """Items per second of ``fn`` (which handles ``items`` per call), over at least ``seconds`` after a warm-up."""
     fn()
     calls, start = 0, time.perf_counter()
     while True:
@@ -146,7 +186,7 @@ def run(
     else:
         data = from_d4rl_arrays(collect(task, uniform_policy(task), n_data, seed=seed, progress=False), task)
     n_train = int(0.9 * len(data))
-    train, test = _subset(data, np.arange(n_train)), _subset(data, np.arange(n_train, len(data)))
+    train, test = subset(data, np.arange(n_train)), subset(data, np.arange(n_train, len(data)))
     shifted_steps = 2_000 if quick else 5_000
     shifted = from_d4rl_arrays(collect(task, SmoothPolicy(task.act_dim), shifted_steps, seed=seed + 1,
                                        progress=False), task)
@@ -156,16 +196,13 @@ def run(
     rng = np.random.default_rng(seed)
     n_eval = min(len(test), 2_000 if quick else 5_000)
     test_idx = rng.choice(len(test), n_eval, replace=False)
-    sets = {"held-out": _subset(test, test_idx), "other policy": shifted}
+    sets = {"held-out": subset(test, test_idx), "other policy": shifted}
     horizon = 5
-    starts = _rollout_starts(test, horizon)
+    starts = rollout_starts(test, horizon)
     starts = rng.choice(starts, min(len(starts), 200 if quick else 500), replace=False)
     report["data"] = {"train": len(train), "test": len(test), "shifted": len(shifted), "rollouts": len(starts)}
     console.print(f"data: {len(train)} train / {len(test)} test uniform-action transitions, "
                   f"{len(shifted)} OU-policy transitions, {len(starts)} {horizon}-step rollouts")
-
-    def state_error(pred: np.ndarray, ds: OfflineDataset) -> np.ndarray:
-        return np.mean(np.square((pred - ds.next_observations) / delta_std), axis=1)
 
     # ---------------------------------------------------------------- training, equal wall clock
     models: dict[str, Any] = {}
@@ -187,29 +224,21 @@ def run(
                           for row in fit_rows}
 
     # ---------------------------------------------------------------- fidelity
-    def predict(name: str, obs: np.ndarray, act: np.ndarray, k: int | None = None) -> tuple[np.ndarray, ...]:
+    def predict(name: str, obs: np.ndarray, act: np.ndarray, k: int | None = None) -> tuple[Any, ...]:
         model = models[name]
         if name == "ensemble":
             p = model.predict(obs, act)
             return p.next_observations, p.rewards, p.disagreement, p.aleatoric
         p = model.sample(obs, act, n_samples=k, seed=seed)
-        return p.next_observations, p.rewards, p.uncertainty, p.uncertainty
+        return p.next_observations, p.rewards, p.uncertainty, None
 
     fidelity: dict[str, dict[str, float]] = {}
     for name in models:
-        row: dict[str, float] = {}
-        for set_name, ds in sets.items():
-            nxt, rew, unc, unc2 = predict(name, ds.observations, ds.actions)
-            err = state_error(nxt, ds)
-            row[f"{set_name} state"] = float(err.mean())
-            row[f"{set_name} reward"] = float(np.mean(np.square(rew - ds.rewards)))
-            row[f"{set_name} unc-rank-corr"] = rank_correlation(unc, err)
-            if name == "ensemble":
-                row[f"{set_name} unc-rank-corr (MOPO max-std)"] = rank_correlation(unc2, err)
-        s = test.observations[starts]
-        for j in range(horizon):
-            s = predict(name, s, test.actions[starts + j])[0]
-        row["rollout-5 state"] = float(np.mean(np.square((s - test.next_observations[starts + horizon - 1]) / obs_std)))
+        def of_model(obs: np.ndarray, act: np.ndarray, name: str = name) -> tuple[np.ndarray, ...]:
+            return predict(name, obs, act)
+
+        row = one_step_fidelity(of_model, sets, delta_std)
+        row[f"rollout-{horizon} state"] = rollout_error(of_model, test, starts, horizon, obs_std)
         fidelity[name] = row
     for name in configs:  # the mean predictor alone, for the form comparison
         model = models[name]
@@ -219,7 +248,8 @@ def run(
                     obs = torch.from_numpy(ds.observations)
                     cond = model.nets.normalizer.condition(obs, torch.from_numpy(ds.actions))
                     nxt = model.nets.normalizer.next_obs(obs, model.nets.mean(cond)[0].mean(0)).numpy()
-                fidelity[name][f"{set_name} state (mean predictor alone)"] = float(state_error(nxt, ds).mean())
+                fidelity[name][f"{set_name} state (mean predictor alone)"] = float(
+                    state_errors(nxt, ds, delta_std).mean())
     report["fidelity"] = fidelity
     keys = sorted({k for row in fidelity.values() for k in row}, key=lambda k: (k.split(" ")[0], k))
     table = Table("metric (lower is better; rank-corr higher)", *fidelity)
@@ -239,8 +269,8 @@ def run(
         cells = []
         for k in sorted({1, default_k}):
             obs, act = pool[0][:batch], pool[1][:batch]
-            rate = _rate(lambda obs=obs, act=act, k=k: wm.sample(obs, act, n_samples=k), batch,
-                         seconds if batch > 1 else seconds / 2)
+            rate = transitions_per_second(lambda obs=obs, act=act, k=k: wm.sample(obs, act, n_samples=k), batch,
+                                          seconds if batch > 1 else seconds / 2)
             speed[f"batch{batch}_K{k}"] = rate
             cells.append(f"{rate:,.0f}")
         table.add_row(str(batch), *cells, f"{mujoco:,.0f}")
@@ -258,11 +288,12 @@ def run(
             for antithetic in ((False, True) if k > 1 else (False,)):
                 probe = wm.clone()
                 probe.config = dataclasses.replace(probe.config, sampling_steps=n_steps, antithetic=antithetic)
-                err = float(state_error(probe.sample(held.observations, held.actions, n_samples=k, seed=seed)
-                                        .next_observations, held).mean())
+                err = float(state_errors(probe.sample(held.observations, held.actions, n_samples=k, seed=seed)
+                                         .next_observations, held, delta_std).mean())
                 p = probe.sample(other.observations, other.actions, n_samples=k, seed=seed)
-                corr = rank_correlation(p.uncertainty, state_error(p.next_observations, other))
-                rate = _rate(lambda probe=probe, k=k: probe.sample(*pool, n_samples=k), 1024, seconds / 2)
+                corr = rank_correlation(p.uncertainty, state_errors(p.next_observations, other, delta_std))
+                rate = transitions_per_second(lambda probe=probe, k=k: probe.sample(*pool, n_samples=k), 1024,
+                                              seconds / 2)
                 sweep_rows.append({"N": n_steps, "K": k, "antithetic": antithetic, "held_out_state_mse": err,
                                    "other_policy_unc_rank_corr": corr, "batch1024_per_s": rate,
                                    "vs_mujoco": rate / mujoco})
