@@ -24,8 +24,9 @@ USER 1000
 VOLUME ["/data"]
 # gRPC and HTTP (OpenAPI at /docs) of `adept-env serve`
 EXPOSE 50051 8000
-# Answers once the server is up; only meaningful for the `serve` command.
-HEALTHCHECK --interval=15s --timeout=5s --start-period=600s --retries=3 \
+# Answers once the server is up (after --preload has loaded or fitted its model: up to ~20 min for a
+# first default-profile fit on a CPU); only meaningful for the `serve` command.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=3600s --start-interval=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
 ENTRYPOINT ["adept-env"]
 CMD ["--help"]

@@ -36,6 +36,7 @@ SERVER_OPTIONS = ConfigOptions(
         "max_sessions_per_owner": Flag(min=1),
         "max_refit_steps": Flag(min=1),
         "max_samples": Flag(min=1),
+        "max_draws": Flag(min=0),
         "max_num_envs": Flag(min=1),
         "idle_timeout_s": Flag("--idle-timeout", min=1),
         "torch_threads": Flag(min=1),

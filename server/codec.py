@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError, Message
 
 from adept_env.envs.episodes import AUTORESET_NAMES, StepResult
 from server.errors import ServiceError, invalid
-from server.sessions import RefitInfo, SessionCore, SessionInfo, UpdateResult
+from server.sessions import DatasetPairs, RefitInfo, SessionCore, SessionInfo, UpdateResult
 
 REFIT_STATES = {"running": pb.REFIT_STATE_RUNNING, "done": pb.REFIT_STATE_DONE, "failed": pb.REFIT_STATE_FAILED}
 AUTORESET_BY_CODE = {pb.AUTORESET_MODE_NONE: "none", pb.AUTORESET_MODE_NEXT_STEP: "next_step",
@@ -36,6 +36,8 @@ MAX_SPEC_CHARS = 1 << 20
 """Characters of a policy snapshot's JSON spec at most (the shipped ones are ~3 KB)."""
 MAX_OVERRIDE_CHARS = 10_000
 """Characters of one CreateSession override's JSON value at most."""
+TRANSITION_FIELDS = ("rewards", "next_observations", "terminals", "timeouts")
+"""What GetDatasetPairs adds to each row with ``include_transitions``."""
 
 
 def parse(cls: type[Message], data: bytes) -> Message:
@@ -111,7 +113,7 @@ def session_response(info: SessionInfo) -> pb.CreateSessionResponse:
 
 
 def step_response(result: StepResult) -> pb.StepResponse:
-    """Return Step's answer for ``result``."""
+    """Return Step's answer for ``result`` (with its next-state draws when it is a StepAnswer that has them)."""
     response = pb.StepResponse(
         observations=to_tensor(result.observations), rewards=to_tensor(result.rewards),
         terminated=to_tensor(result.terminated), truncated=to_tensor(result.truncated),
@@ -121,6 +123,21 @@ def step_response(result: StepResult) -> pb.StepResponse:
     )
     if result.final_observations is not None:
         response.final_observations.CopyFrom(to_tensor(result.final_observations))
+    if getattr(result, "draws", None) is not None:
+        response.next_state_draws.CopyFrom(to_tensor(result.draws))
+        response.draws_terminated.CopyFrom(to_tensor(result.draws_terminated))
+    return response
+
+
+def pairs_response(pairs: DatasetPairs) -> pb.GetDatasetPairsResponse:
+    """Return GetDatasetPairs' answer (with the transitions' fields when ``pairs`` has them)."""
+    response = pb.GetDatasetPairsResponse(indices=to_tensor(pairs.indices), observations=to_tensor(pairs.observations),
+                                          actions=to_tensor(pairs.actions), total_rows=pairs.total_rows,
+                                          dataset_fingerprint=pairs.dataset_fingerprint)
+    for name in TRANSITION_FIELDS:
+        value = getattr(pairs, name)
+        if value is not None:
+            getattr(response, name).CopyFrom(to_tensor(value))
     return response
 
 
@@ -191,15 +208,13 @@ def _step(core: SessionCore, owner: str, request: pb.StepRequest) -> pb.StepResp
     if mode is None:
         raise invalid(f"unknown autoreset_mode {request.autoreset_mode}")
     actions = tensor(request, "actions", core.config.max_num_envs * 64)
-    return step_response(core.step(owner, request.session_id, actions, mode))
+    return step_response(core.step(owner, request.session_id, actions, mode, request.draws))
 
 
 def _pairs(core: SessionCore, owner: str, request: pb.GetDatasetPairsRequest) -> pb.GetDatasetPairsResponse:
     seed = seed_of(request)
-    pairs = core.dataset_pairs(owner, request.session_id, request.start, request.count, request.sample_size, seed)
-    return pb.GetDatasetPairsResponse(indices=to_tensor(pairs.indices), observations=to_tensor(pairs.observations),
-                                      actions=to_tensor(pairs.actions), total_rows=pairs.total_rows,
-                                      dataset_fingerprint=pairs.dataset_fingerprint)
+    return pairs_response(core.dataset_pairs(owner, request.session_id, request.start, request.count,
+                                             request.sample_size, seed, request.include_transitions))
 
 
 def _update(core: SessionCore, owner: str, request: pb.UpdatePolicyRequest) -> pb.UpdatePolicyResponse:

@@ -51,6 +51,9 @@ class ServerConfig:
     """Largest gradient-step count of one refit (a Refit call's steps, a session's refit_steps)."""
     max_samples: int = 64
     """Largest n_samples (K next-state draws per step) a client may ask for."""
+    max_draws: int = 32
+    """Most next-state draws per env a Step answer may carry (a Step's ``draws``, for client-side value
+    penalties): an answer holds num_envs x draws x obs_dim float32 values. 0: never return draws."""
     max_wait_s: float = 60.0
     """Longest a GetRefit call may wait for its job."""
     keep_versions: int = 3

