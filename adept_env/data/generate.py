@@ -124,7 +124,7 @@ def make_dataset(
     the shipped medium actor's step (``medium_step``: the run's own snapshot at that step instead),
     cut to the first ``steps`` rows if that is fewer. Without a run (``replay_source="auto"``
     and no run folder) it is the shipped ramped-mixture recipe instead
-    (``adept_env/data/replay_recipe.py``, ramp exponent ``ramp_exponent``, default 1);
+    (``adept_env/data/replay_recipe.py``, ramp exponent ``ramp_exponent``, default ``ReplayRecipe``'s);
     ``replay_source`` "run" or "recipe" insists on one. The file's ``replay_source``
     attribute says which was used, and with ``progress`` it is printed.
     """
@@ -145,7 +145,7 @@ def make_dataset(
         else:
             from adept_env.data.replay_recipe import ReplayRecipe, recipe_replay_arrays
 
-            recipe = ReplayRecipe(exponent=1.0 if ramp_exponent is None else ramp_exponent)
+            recipe = ReplayRecipe() if ramp_exponent is None else ReplayRecipe(exponent=ramp_exponent)
             arrays, extra = recipe_replay_arrays(task, steps=steps, seed=seed, recipe=recipe, progress=progress)
             extra["replay_source"] = "shipped recipe (adept_env/data/replay_recipe.py)"
         if show_progress(progress):
