@@ -105,13 +105,13 @@ def test_a_generated_command_parses_to_field_values() -> None:
 def test_train_and_serve_keep_every_flag() -> None:
     from adept_env.cli import app
 
-    train = CliRunner().invoke(app, ["train", "--help"], terminal_width=200)
+    train = CliRunner().invoke(app, ["train", "--help"], terminal_width=200, env={"COLUMNS": "200"})
     assert train.exit_code == 0, train.output
     assert _flags(train.output) == {
         "--algo", "--budget", "--seed", "--out", "--eval-every", "--eval-episodes", "--real-ratio", "--penalty",
         "--horizon", "--no-penalty", "--refit-every", "--critics", "--policy-average", "--value-penalty",
-        "--select-episodes", "--value-samples", "--expectile", "--beta", "--raw-states", "--profile",
-        "--dataset-steps", "--progress", "--no-progress", "--threads", "--device", "--help"}
+        "--select-episodes", "--value-samples", "--uncertainty-threshold", "--expectile", "--beta", "--raw-states",
+        "--profile", "--dataset-steps", "--progress", "--no-progress", "--threads", "--device", "--help"}
     # rich sizes the help from $COLUMNS (not terminal_width): wide enough for --max-sessions-per-owner whole
     serve = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200, env={"COLUMNS": "200"})
     assert serve.exit_code == 0, serve.output

@@ -87,7 +87,7 @@ class EnvConfig:
     penalty: float = 1.0
     """lambda in r - lambda * u: how strongly model uncertainty is penalised."""
     uncertainty_threshold: float | None = None
-    """End the episode (terminated, info['halted']) when u exceeds this; None: never."""
+    """End the episode (terminated, info['halted']) when u exceeds this (a number > 0); None: never."""
     n_samples: int | None = None
     """K next-state draws per step for the uncertainty; None: the model's default."""
     start_states: str = "dataset"
@@ -114,8 +114,8 @@ class EnvConfig:
         session overrides all come through here); integral floats become ints, numbers floats."""
         self.horizon = _integer("horizon", self.horizon, 1, MAX_HORIZON)
         self.penalty = _real("penalty", self.penalty, 0.0)
-        # 0 is allowed: any spread halts the episode (the tests use it to force halting).
-        self.uncertainty_threshold = _real("uncertainty_threshold", self.uncertainty_threshold, 0.0, optional=True)
+        self.uncertainty_threshold = _real("uncertainty_threshold", self.uncertainty_threshold, 0.0, strict=True,
+                                           optional=True)
         self.n_samples = _integer("n_samples", self.n_samples, 1, MAX_N_SAMPLES, optional=True)
         self.start_states = _choice("start_states mode", self.start_states, START_STATE_MODES)
         self.profile = _choice("profile", self.profile, PROFILES)

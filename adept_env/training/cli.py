@@ -12,7 +12,7 @@ from rich.console import Console
 from adept_env.agents.iql_config import IQLConfig
 from adept_env.cli_config import ConfigOptions, Flag, Settings, config_command, fail
 from adept_env.tasks import UnknownNameError
-from adept_env.training.config import TrainConfig
+from adept_env.training.config import ALGOS, MODEL_ALGOS, TrainConfig, parse_uncertainty_threshold
 
 TRAIN_OPTIONS = ConfigOptions(
     TrainConfig,
@@ -27,9 +27,32 @@ TRAIN_OPTIONS = ConfigOptions(
         "value_penalty": Flag(min=0.0),
         "selection_episodes": Flag("--select-episodes", min=0),
         "value_samples": Flag(min=2),
+        "uncertainty_threshold": Flag(type=str, parse=parse_uncertainty_threshold,
+                                      show=lambda value: "none" if value is None else str(value)),
     },
 )
 """The options of ``adept-env train`` that set a TrainConfig field (the others keep their defaults)."""
+
+SAC_ALGOS = tuple(algo for algo in ALGOS if algo.endswith("sac"))
+APPLIES_TO = {
+    "horizon": MODEL_ALGOS,
+    "refit_every": tuple(algo for algo in ALGOS if algo.startswith("adept")),
+    "sac_critics": SAC_ALGOS,
+    "policy_average": SAC_ALGOS,
+    "value_penalty": MODEL_ALGOS,
+    "value_samples": MODEL_ALGOS,
+    "uncertainty_threshold": MODEL_ALGOS,
+    "selection_episodes": MODEL_ALGOS,
+}
+"""Options that only some algorithms use (by field): given on the command line for another, they are refused."""
+
+
+def check_applies(given: list[str], algo: str) -> None:
+    """Refuse options (by field name) that ``algo`` would ignore, naming the algorithms they apply to."""
+    for name in given:
+        algos = APPLIES_TO.get(name, ALGOS)
+        if algo not in algos:
+            raise ValueError(f"{TRAIN_OPTIONS.option_name(name)} applies to {', '.join(algos)}, not {algo}")
 
 IQL_OPTIONS = ConfigOptions(
     IQLConfig,
@@ -48,6 +71,7 @@ IQL_OPTIONS = ConfigOptions(
 
 @config_command(fail=fail, train=TRAIN_OPTIONS, iql=IQL_OPTIONS)
 def train_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="TASK-DATASET, e.g. halfcheetah-random, or a .hdf5 path")],
     train: Settings,
     iql: Settings,
@@ -78,6 +102,9 @@ def train_command(
 
         torch.set_num_threads(threads)
     try:
+        given = [field for field in APPLIES_TO  # set on the command line, not defaulted
+                 if getattr(ctx.get_parameter_source(field), "name", None) == "COMMANDLINE"]
+        check_applies(given, algo)
         if iql and algo.endswith("sac"):
             given = [IQL_OPTIONS.option_name(f.name) for f in IQL_OPTIONS.fields]
             raise ValueError(f"{', '.join(given[:-1])} and {given[-1]} set IQL; {algo} does not use them")

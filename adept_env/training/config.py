@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,46 @@ from adept_env.training.evaluation import EvalResult
 ALGOS = ("adept-iql", "adept-sac", "diff-iql", "diff-sac", "iql", "sac")
 """``adept-*``: the ADEPT loop (world model with importance-sampled refits); ``diff-*``: the world
 model trained once, never refitted; ``iql`` / ``sac``: the real data only."""
+MODEL_ALGOS = ("adept-iql", "adept-sac", "diff-iql", "diff-sac")
+"""The algorithms that train against the world model."""
+
+AUTO_THRESHOLD_QUANTILE = 0.99
+"""``uncertainty_threshold`` 'auto': this quantile of the model's uncertainty on held-out dataset pairs."""
+
+
+def parse_uncertainty_threshold(value: Any) -> float | str | None:
+    """``uncertainty_threshold`` as a TrainConfig holds it: None (off; also the text 'none'), 'auto',
+    or a finite number > 0 (also as text, as the command line and sweep grids give it)."""
+    if value is None:
+        return None
+    number: float | None = None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "none":
+            return None
+        if text == "auto":
+            return "auto"
+        try:
+            number = float(text)
+        except ValueError:
+            number = None
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+    if number is None or not math.isfinite(number) or number <= 0:
+        shown = repr(value)[:64]
+        raise ValueError(f"uncertainty_threshold must be 'auto', 'none' or a finite number > 0, got {shown}")
+    return number
 
 
 @dataclass
 class TrainConfig:
-    """Budget and schedule of one training run."""
+    """Budget and schedule of one training run.
+
+    Checkpoint selection (``selection_episodes``) scores a policy with the run's own reward: its
+    ``penalty`` lambda, its ``value_penalty`` beta and its ``uncertainty_threshold`` (before, every run
+    was scored with lambda = 1 and no value penalty; runs with lambda = 1 and no value penalty score
+    as they did).
+    """
 
     algo: str = "adept-iql"
     """adept-iql, adept-sac, diff-iql, diff-sac, iql or sac."""
@@ -59,6 +96,11 @@ class TrainConfig:
     ``penalty`` 0, as in MOBILE. 0: off."""
     value_samples: int = 8
     """Next-state draws per model step for ``value_penalty`` (the std needs at least 2)."""
+    uncertainty_threshold: str | float | None = None
+    """World-model variants: end a synthetic rollout (terminated, the paper's halt) at a step whose
+    uncertainty u exceeds this; also in checkpoint selection. 'auto': the 99th percentile of the model's
+    uncertainty on held-out dataset pairs, computed once per run and recorded in the curve rows and
+    progress.json; a number > 0: that threshold; 'none': never (the default)."""
     selection_episodes: int = 20
     """World-model variants: at every evaluation, also score the policy by its uncertainty-penalised
     return in the world model over this many episodes (``model_return`` in the curve; no real-simulator
@@ -85,10 +127,15 @@ class TrainConfig:
             raise ValueError(f"real_ratio must be in [0, 1], got {self.real_ratio}")
         if not 0.0 <= self.policy_average < 1.0:
             raise ValueError(f"policy_average must be in [0, 1), got {self.policy_average}")
-        if self.value_penalty < 0:
-            raise ValueError(f"value_penalty must be >= 0, got {self.value_penalty}")
-        if self.value_penalty and not self.uses_model:
-            raise ValueError(f"value_penalty applies to the world-model variants, not {self.algo}")
+        if not 0.0 <= self.penalty < math.inf:
+            raise ValueError(f"penalty must be a finite number >= 0, got {self.penalty}")
+        if not 0.0 <= self.value_penalty < math.inf:
+            raise ValueError(f"value_penalty must be a finite number >= 0, got {self.value_penalty}")
+        self.uncertainty_threshold = parse_uncertainty_threshold(self.uncertainty_threshold)
+        for name in ("value_penalty", "uncertainty_threshold"):
+            if getattr(self, name) and not self.uses_model:
+                raise ValueError(f"{name} applies to the world-model variants ({', '.join(MODEL_ALGOS)}), "
+                                 f"not {self.algo}")
         if self.value_samples < 2:
             raise ValueError(f"value_samples must be >= 2, got {self.value_samples}")
         if self.policy_average and not self.algo.endswith("sac"):
@@ -102,7 +149,7 @@ class TrainConfig:
 
     @property
     def uses_model(self) -> bool:
-        return self.algo.startswith(("adept", "diff"))
+        return self.algo in MODEL_ALGOS
 
     @property
     def refits(self) -> bool:
@@ -116,7 +163,8 @@ class TrainResult:
     curve: list[dict[str, float]]
     """One row per evaluation: update, score mean/std, return mean, model_version, refits_kept_start
     (refits since the run last (re)started that ended on their starting weights, so changed nothing),
-    seconds."""
+    seconds, and the throughput since the previous evaluation (``adept_env.training.run.Throughput``:
+    sps, and model_sps for the world-model variants)."""
     final: EvalResult
     run_dir: Path
     agent: Any

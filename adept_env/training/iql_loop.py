@@ -16,9 +16,18 @@ from tqdm.auto import tqdm
 
 from adept_env.agents.iql import IQL, IQLConfig
 from adept_env.data.dataset import OfflineDataset
+from adept_env.progress import show_progress
 from adept_env.training.config import TrainConfig, TrainResult
 from adept_env.training.evaluation import EvalResult, evaluate
-from adept_env.training.run import RunLog, model_columns, score_in_model, selected_checkpoint, world_model_core
+from adept_env.training.run import (
+    RunLog,
+    Throughput,
+    model_columns,
+    run_state,
+    score_in_model,
+    selected_checkpoint,
+    world_model_core,
+)
 from adept_env.training.value_penalty import value_std
 
 
@@ -67,13 +76,14 @@ class SyntheticBuffer:
 
 def synthetic_rollouts(core: Any, agent: IQL, n: int, horizon: int, rng: np.random.Generator,
                        buffer: SyntheticBuffer, scale: float) -> dict[str, float]:
-    """H-step rollouts of the agent's stochastic policy from n dataset states into ``buffer``."""
+    """H-step rollouts of the agent's stochastic policy from n dataset states into ``buffer``; returns
+    their mean uncertainty, the transitions made and how many of them the uncertainty threshold halted."""
     from adept_env.envs.episodes import EpisodeBatch
 
     episodes = EpisodeBatch(core, n, horizon=horizon)
     obs = episodes.reset(rng)
     alive = np.ones(n, bool)
-    uncertainty = []
+    uncertainty, transitions, halted = [], 0, 0
     for _ in range(horizon):
         actions = np.zeros((n, core.task.act_dim), np.float32)
         actions[alive] = agent.actor.act(obs[alive], deterministic=False)
@@ -83,11 +93,13 @@ def synthetic_rollouts(core: Any, agent: IQL, n: int, horizon: int, rng: np.rand
         buffer.add(obs[idx], actions[idx], out.rewards[idx] * scale, out.observations[idx],
                    out.terminated[idx].astype(np.float32), draws)
         uncertainty.append(out.uncertainty[idx].mean())
+        transitions, halted = transitions + len(idx), halted + int(out.halted[idx].sum())
         obs = out.observations
         alive &= ~out.terminated
         if not alive.any():
             break
-    return {"rollout_uncertainty": float(np.mean(uncertainty))}
+    return {"rollout_uncertainty": float(np.mean(uncertainty)), "rollout_transitions": float(transitions),
+            "rollout_halted": float(halted)}
 
 
 def _batch(dataset: OfflineDataset, synthetic: SyntheticBuffer | None, config: TrainConfig,
@@ -122,22 +134,32 @@ def train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
     log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}")
     start_step = 0
     checkpoint = run_dir / "agent.safetensors"
+    state: dict = {}
     if resume and checkpoint.exists() and (run_dir / "progress.json").exists():
         agent.load(checkpoint)
         state = json.loads((run_dir / "progress.json").read_text())
         start_step, log.curve = int(state["update"]), list(state["curve"])
-    core = world_model_core(dataset, config, run_dir, progress) if config.uses_model else None
+    core = world_model_core(dataset, config, run_dir, progress, state.get("uncertainty_threshold")) \
+        if config.uses_model else None
     draws = config.value_samples if config.value_penalty else 0
     synthetic = SyntheticBuffer(config.synthetic_capacity, dataset.obs_dim, dataset.act_dim, draws) if core else None
     scale = reward_scale(dataset)
     rng = np.random.default_rng(config.seed + start_step)
     started = time.perf_counter()
     bar = tqdm(range(start_step, config.updates), initial=start_step, total=config.updates, desc=config.algo,
-               disable=not progress, mininterval=2.0)
+               unit="upd", disable=not show_progress(progress), mininterval=2.0)
     metrics: dict[str, float] = {}
+    throughput = Throughput(start_step)
+
+    def value_penalty(draws: np.ndarray) -> np.ndarray:
+        """The run's value penalty of synthetic transitions in reward units (IQL's are scaled by ``scale``)."""
+        std = value_std(agent.value, draws, dataset.task, device=agent.device).cpu().numpy()
+        return config.value_penalty / scale * std
+
     for step in bar:
         if core is not None and step % config.rollout_every == 0:
             metrics.update(synthetic_rollouts(core, agent, config.rollout_batch, config.horizon, rng, synthetic, scale))
+            throughput.add(metrics["rollout_transitions"], metrics["rollout_halted"])
         if core is not None and config.refits and step > 0 and step % config.refit_every == 0:
             core.update_policy(agent)
             job = core.refit_if_idle()  # one refit at a time: skipped (and counted) while one runs
@@ -151,12 +173,14 @@ def train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
                 log.scalars({"model/version": core.model_version}, done)
         if done % config.eval_every == 0 or done == config.updates:
             episodes = max(config.eval_episodes, 10) if done == config.updates else config.eval_episodes
+            speed = throughput.columns(done, core)
             result = evaluate(agent, dataset.task, episodes=episodes, seed=config.seed * 1000 + done)
-            extra = {**model_columns(core), "seconds": time.perf_counter() - started}
+            extra = {**model_columns(core), "seconds": time.perf_counter() - started, **speed}
             if config.value_penalty:
                 extra["value_penalty_mean"] = metrics.get("value_penalty_mean", 0.0)
             extra.update(score_in_model(core, config, log.curve, lambda o: agent.act(o, deterministic=True),
-                                        lambda: agent.save(run_dir / "agent_selected.safetensors")))
+                                        lambda: agent.save(run_dir / "agent_selected.safetensors"),
+                                        value_penalty if config.value_penalty else None))
             log.evaluation(done, result, extra)
             bar.set_postfix(score=f"{result.score_mean:.1f}")
             if on_eval:
@@ -164,7 +188,8 @@ def train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
             agent.save(checkpoint)
             if core is not None and core.model_version > 0:
                 core.model.save(run_dir / "world_model")
-            log.save_progress({"update": done, "algo": config.algo})
+            log.save_progress({"update": done, "algo": config.algo, **run_state(core)})
+            throughput.restart(done)
     if core is not None:
         core.wait_for_refits()
     final = result if config.updates > start_step else evaluate(agent, dataset.task, max(config.eval_episodes, 10),
@@ -177,6 +202,6 @@ def train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
 
     selected = selected_checkpoint(log, config, final, evaluate_saved)
     if selected is not None:
-        log.save_progress({"update": config.updates, "algo": config.algo, "selected": selected})
+        log.save_progress({"update": config.updates, "algo": config.algo, **run_state(core), "selected": selected})
     log.writer.close()
     return TrainResult(log.curve, final, run_dir, agent, selected)

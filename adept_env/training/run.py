@@ -4,6 +4,7 @@ trains against, and the offline scoring and keeping of checkpoints (``model_retu
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class RunLog:
                "return_mean": result.return_mean, **extra}
         self.curve.append(row)
         self.scalars({"eval/normalized_score": result.score_mean, "eval/return": result.return_mean}, step)
+        self.scalars({tag: extra[key] for key, tag in THROUGHPUT_TAGS.items() if key in extra}, step)
         self.writer.flush()
         self.plot()
 
@@ -68,6 +70,44 @@ class RunLog:
         return path
 
 
+THROUGHPUT_TAGS = {"sps": "time/sps", "model_sps": "time/model_sps", "halted_fraction": "model/halted_fraction"}
+"""The TensorBoard tags of a curve row's throughput columns (``Throughput.columns``)."""
+
+
+class Throughput:
+    """Agent updates (and synthetic transitions) per second of wall time since the previous evaluation.
+
+    The window runs from the end of one evaluation (``restart``, after its real episodes, model
+    return and checkpoint) to the start of the next (``columns``): the evaluations themselves are
+    excluded, the rollouts, refit starts and world-model steps between them are included.
+    """
+
+    def __init__(self, update: int) -> None:
+        self.restart(update)
+
+    def restart(self, update: int) -> None:
+        """Open a new window at ``update``."""
+        self.update, self.started = update, time.perf_counter()
+        self.transitions = self.halted = 0
+
+    def add(self, transitions: int, halted: int = 0) -> None:
+        """Count synthetic transitions made in this window, ``halted`` of them ended by the uncertainty threshold."""
+        self.transitions += int(transitions)
+        self.halted += int(halted)
+
+    def columns(self, update: int, core: Any) -> dict[str, float]:
+        """``sps`` (updates per second); with a world model (``core``) also ``model_sps`` (synthetic
+        transitions per second of the same wall time) and, when its rollouts have an uncertainty
+        threshold, ``halted_fraction`` (the share of those transitions the threshold ended)."""
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        row = {"sps": (update - self.update) / seconds}
+        if core is not None:
+            row["model_sps"] = self.transitions / seconds
+            if core.config.uncertainty_threshold is not None:
+                row["halted_fraction"] = self.halted / max(self.transitions, 1)
+        return row
+
+
 class RunMismatchError(ValueError):
     """A run folder holds a run made with other settings than the ones asked to resume it."""
 
@@ -90,40 +130,65 @@ def check_same_run(saved: dict[str, Any], wanted: dict[str, Any], run_dir: Path)
                                "resume it with the same settings or train into another folder (--out)")
 
 
-def world_model_core(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progress: bool) -> Any:
+def world_model_core(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progress: bool,
+                     recorded_threshold: float | None = None) -> Any:
     """The world-model environment core the run trains against: the run folder's refitted model when
-    there is one, else the cached (or newly trained) model of ``config.profile``."""
+    there is one, else the cached (or newly trained) model of ``config.profile``; its uncertainty
+    threshold is ``rollout_threshold``'s (``recorded_threshold``: the 'auto' value a resumed run recorded)."""
     from adept_env.envs.config import EnvConfig
     from adept_env.envs.core import WorldModelCore
     from adept_env.envs.model_store import load_or_train
+    from adept_env.training.threshold import rollout_threshold
 
     saved = run_dir / "world_model"
     model = load_or_train(dataset, config.profile, str(saved) if saved.exists() else None, progress=progress,
                           seed=config.seed).to(config.device)
+    n_samples = config.value_samples if config.value_penalty else None
     env_config = EnvConfig(horizon=config.horizon, penalty=config.penalty, profile=config.profile,
-                           refit_steps=config.refit_steps,
-                           n_samples=config.value_samples if config.value_penalty else None)
+                           refit_steps=config.refit_steps, n_samples=n_samples,
+                           uncertainty_threshold=rollout_threshold(config, model, dataset, n_samples,
+                                                                   recorded_threshold))
     return WorldModelCore(dataset, model, env_config)
 
 
 def model_columns(core: Any) -> dict[str, float]:
-    """The world model's columns of a curve row (zeros for the real-data-only algorithms)."""
-    return {"model_version": core.model_version if core else 0,
-            "refits_kept_start": core.refits_kept_start() if core else 0}
+    """The world model's columns of a curve row (zeros for the real-data-only algorithms), and the
+    rollouts' ``uncertainty_threshold`` when they have one."""
+    columns = {"model_version": core.model_version if core else 0,
+               "refits_kept_start": core.refits_kept_start() if core else 0}
+    if core is not None and core.config.uncertainty_threshold is not None:
+        columns["uncertainty_threshold"] = core.config.uncertainty_threshold
+    return columns
 
 
-def policy_model_return(core: Any, config: TrainConfig, act: Callable[[np.ndarray], np.ndarray]) -> float | None:
-    """The policy's penalised return in the current world model (None when selection is off)."""
+def run_state(core: Any) -> dict[str, float]:
+    """What progress.json records beside the curve so a resumed run continues alike: the rollouts'
+    uncertainty threshold (an 'auto' one is computed once per run)."""
+    if core is None or core.config.uncertainty_threshold is None:
+        return {}
+    return {"uncertainty_threshold": core.config.uncertainty_threshold}
+
+
+def policy_model_return(core: Any, config: TrainConfig, act: Callable[[np.ndarray], np.ndarray],
+                        step_penalty: Callable[[np.ndarray], np.ndarray] | None = None) -> float | None:
+    """The policy's return in the current world model with the run's own reward (None when selection is
+    off): its ``penalty`` lambda, ``step_penalty`` (the run's value penalty, beta included, on the
+    model's ``value_samples`` draws; None when off) and its rollouts' uncertainty threshold, over
+    episodes as long as the task's real ones (``Task.max_episode_steps``)."""
     if core is None or not config.selection_episodes:
         return None
-    return model_return(act, core.model, core.dataset, episodes=config.selection_episodes, seed=config.seed)
+    return model_return(act, core.model, core.dataset, episodes=config.selection_episodes,
+                        horizon=core.task.max_episode_steps, penalty=config.penalty, seed=config.seed,
+                        uncertainty_threshold=core.config.uncertainty_threshold, n_samples=core.config.n_samples,
+                        step_penalty=step_penalty)
 
 
 def score_in_model(core: Any, config: TrainConfig, curve: list[dict[str, float]],
-                   act: Callable[[np.ndarray], np.ndarray], keep: Callable[[], None]) -> dict[str, float]:
-    """The ``model_return`` column of a curve row (empty when selection is off); calls ``keep()``
-    to save the checkpoint when it beats every earlier row."""
-    estimate = policy_model_return(core, config, act)
+                   act: Callable[[np.ndarray], np.ndarray], keep: Callable[[], None],
+                   step_penalty: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, float]:
+    """The ``model_return`` column of a curve row (empty when selection is off; see
+    ``policy_model_return``); calls ``keep()`` to save the checkpoint when it beats every earlier row."""
+    estimate = policy_model_return(core, config, act, step_penalty)
     if estimate is None:
         return {}
     if is_new_best(curve, estimate):

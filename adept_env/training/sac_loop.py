@@ -20,9 +20,18 @@ from tqdm.auto import tqdm
 from adept_env.atomic import atomic_path
 from adept_env.data.dataset import OfflineDataset
 from adept_env.devices import resolve_device
+from adept_env.progress import show_progress
 from adept_env.training.config import TrainConfig, TrainResult
 from adept_env.training.evaluation import EvalResult, evaluate
-from adept_env.training.run import RunLog, model_columns, score_in_model, selected_checkpoint, world_model_core
+from adept_env.training.run import (
+    RunLog,
+    Throughput,
+    model_columns,
+    run_state,
+    score_in_model,
+    selected_checkpoint,
+    world_model_core,
+)
 
 
 def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -89,6 +98,21 @@ class ActorAverage(BaseCallback):
         return {k: v.detach().contiguous() for k, v in self.average.state_dict().items()}
 
 
+class _Progress(BaseCallback):
+    """Per world-model step (one update): advance the progress bar and count the synthetic transitions
+    the VecEnv made, and those its uncertainty threshold halted."""
+
+    def __init__(self, bar: tqdm, throughput: Throughput) -> None:
+        super().__init__()
+        self.bar, self.throughput = bar, throughput
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos", ())
+        self.throughput.add(len(infos), sum(bool(info.get("halted", False)) for info in infos))
+        self.bar.update(1)
+        return True
+
+
 class _Evaluate(BaseCallback):
     """Evaluate, log and checkpoint every ``every`` gradient updates (SB3 SAC: one per env step)."""
 
@@ -120,13 +144,14 @@ def train_sac(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
     checkpoint = run_dir / "policy.safetensors"
     training_file = run_dir / "training_state.pt"
     start = 0
+    state: dict = {}
     if resume and checkpoint.exists() and (run_dir / "progress.json").exists():
         state = json.loads((run_dir / "progress.json").read_text())
         start, log.curve = int(state["update"]), list(state["curve"])
     started = time.perf_counter()
     core = None
     if config.uses_model:
-        core = world_model_core(dataset, config, run_dir, progress)
+        core = world_model_core(dataset, config, run_dir, progress, state.get("uncertainty_threshold"))
         env = WorldModelVecEnv(num_envs=config.sac_envs, core=core, seed=config.seed)
         model = SAC("MlpPolicy", env, batch_size=config.batch_size, learning_starts=min(5_000, config.updates // 10),
                     policy_kwargs={"n_critics": config.sac_critics},
@@ -153,12 +178,20 @@ def train_sac(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
         saved = load_file(str(average_file)) if start and average_file.exists() else None
         average = ActorAverage(model, config.policy_average, saved)
 
+    throughput = Throughput(start)
+    bar = tqdm(total=config.updates, initial=start, desc=config.algo, unit="upd",
+               disable=not show_progress(progress), mininterval=2.0)
+
+    def value_penalty(draws: np.ndarray) -> np.ndarray:
+        """The run's value penalty of synthetic transitions (the buffer's: its critics and actor)."""
+        return config.value_penalty * model.replay_buffer.bellman_std(draws).cpu().numpy()
+
     def checkpoint_and_eval(updates: int) -> None:
         total = start + updates
         final = total >= config.updates
         episodes = max(config.eval_episodes, 10) if final else config.eval_episodes
         seed = config.seed * 1000 + total
-        extra = model_columns(core)
+        extra = {**model_columns(core), **throughput.columns(total, core)}
         if config.value_penalty:
             extra["value_penalty_mean"] = model.replay_buffer.penalty_mean
         if average is not None:  # the average is what counts; the raw actor's score is kept beside it
@@ -173,9 +206,11 @@ def train_sac(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
             core, config, log.curve,
             (lambda o: model.predict(o, deterministic=True)[0]) if average is None else average.act,
             lambda: _save_tensors(model.policy.state_dict() if average is None else average.state_dict(),
-                                  selected_file)))
+                                  selected_file),
+            value_penalty if config.value_penalty else None))
         extra["seconds"] = time.perf_counter() - started
         log.evaluation(total, result, extra)
+        bar.set_postfix(score=f"{result.score_mean:.1f}")
         if on_eval:
             on_eval(log.curve[-1])
         _save_policy(model, checkpoint)
@@ -186,12 +221,14 @@ def train_sac(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
                 save_file(average.state_dict(), str(tmp))
         if core is not None and core.model_version > 0:
             core.model.save(run_dir / "world_model")
-        log.save_progress({"update": total, "algo": config.algo})
+        log.save_progress({"update": total, "algo": config.algo, **run_state(core)})
         checkpoint_and_eval.last = result  # type: ignore[attr-defined]
+        throughput.restart(total)
 
     remaining = config.updates - start
     if remaining > 0 and core is not None:
         callbacks = [] if average is None else [average]  # before _Evaluate: it sees the latest update
+        callbacks.append(_Progress(bar, throughput))
         callbacks.append(_Evaluate(checkpoint_and_eval, config.eval_every, config.sac_envs))
         if config.refits:
             callbacks.append(PolicySync(every=config.refit_every * config.sac_envs, refit=True))
@@ -202,7 +239,6 @@ def train_sac(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
             checkpoint_and_eval(remaining)
         core.wait_for_refits()
     elif remaining > 0:
-        bar = tqdm(total=config.updates, initial=start, desc=config.algo, disable=not progress, mininterval=2.0)
         done = 0
         while done < remaining:
             chunk = min(config.eval_every - (start + done) % config.eval_every, remaining - done)
@@ -216,7 +252,7 @@ def train_sac(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
             bar.update(chunk)
             if (start + done) % config.eval_every == 0 or done == remaining:
                 checkpoint_and_eval(done)
-        bar.close()
+    bar.close()
     # a finished run asked again: evaluated with the seeds of its last curve row, so the figure is the same
     final = getattr(checkpoint_and_eval, "last", None) or evaluate(
         model if average is None else average.act, dataset.task, max(config.eval_episodes, 10),
@@ -232,7 +268,7 @@ def train_sac(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
 
     selected = selected_checkpoint(log, config, final, evaluate_saved)
     if selected is not None:
-        log.save_progress({"update": config.updates, "algo": config.algo, "selected": selected})
+        log.save_progress({"update": config.updates, "algo": config.algo, **run_state(core), "selected": selected})
     log.writer.close()
     return TrainResult(log.curve, final, run_dir, model, selected)
 

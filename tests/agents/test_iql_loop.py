@@ -118,9 +118,22 @@ def test_adept_iql_loop_end_to_end_and_resume(small_datasets: dict[str, Path], q
     for name in ("agent.safetensors", "progress.json", "learning_curve.png", "config.json"):
         assert (run_dir / name).exists(), name
     assert any((run_dir / "tensorboard").iterdir())
-    # Resume: a larger budget continues from update 200, keeping the curve.
+    for row in result.curve:  # throughput since the previous evaluation: updates and synthetic transitions
+        assert row["sps"] > 0 and row["model_sps"] > 0 and "uncertainty_threshold" not in row
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("time/sps")] == [100, 200]
+    # Resume: a larger budget continues from update 200, keeping the curve; a folder from before the
+    # throughput columns (rows without sps) resumes and plots.
+    progress = json.loads((run_dir / "progress.json").read_text())
+    for row in progress["curve"]:
+        del row["sps"], row["model_sps"]
+    (run_dir / "progress.json").write_text(json.dumps(progress))
     resumed = train(dataset, TrainConfig(**{**config.__dict__, "updates": 300}), run_dir, progress=False)
     assert [row["update"] for row in resumed.curve] == [100, 200, 300]
+    assert ["sps" in row for row in resumed.curve] == [False, False, True]
     assert resumed.agent.steps == 300
     assert json.loads((run_dir / "progress.json").read_text())["update"] == 300
 
@@ -132,6 +145,7 @@ def test_real_data_baselines_run(algo: str, small_datasets: dict[str, Path], tmp
                          iql=IQLConfig(hidden=32))
     result = train(dataset, config, tmp_path / algo, progress=False)
     assert len(result.curve) == 1 and np.isfinite(result.final.score_mean)
+    assert result.curve[0]["sps"] > 0 and "model_sps" not in result.curve[0]
     assert (tmp_path / algo / "learning_curve.png").exists()
 
 
@@ -139,9 +153,13 @@ def test_diff_sac_runs_against_the_world_model(small_datasets: dict[str, Path], 
                                                tmp_path: Path) -> None:
     dataset = load_dataset(small_datasets["halfcheetah"])
     config = TrainConfig(algo="adept-sac", updates=150, batch_size=64, sac_envs=4, eval_every=150,
-                         eval_episodes=1, refit_every=60, refit_steps=10, profile="quick", policy_average=0.01)
+                         eval_episodes=1, refit_every=60, refit_steps=10, profile="quick", policy_average=0.01,
+                         uncertainty_threshold=1e-6)
     result = train(dataset, config, _run_dir(tmp_path, quick_model_path), progress=False)
     assert result.curve[-1]["update"] == 150
+    row = result.curve[-1]  # the VecEnv's episodes halt at every step; 4 synthetic transitions per update
+    assert row["halted_fraction"] == 1.0 and row["uncertainty_threshold"] == 1e-6
+    assert row["sps"] > 0 and row["model_sps"] == pytest.approx(4 * row["sps"])
     assert result.curve[-1]["model_version"] >= 1
     assert 0 <= result.curve[-1]["refits_kept_start"] <= result.curve[-1]["model_version"]
     assert np.isfinite(result.curve[-1]["raw_score_mean"])  # the averaged actor is scored, the raw one beside it
@@ -267,3 +285,94 @@ def test_sac_resumes_with_its_optimisers_and_entropy_coefficient(small_datasets:
     assert steps and all(int(s) == 60 for s in steps)  # Adam's moments came back, not fresh ones
     for key, value in first.policy.state_dict().items():
         torch.testing.assert_close(resumed.policy.state_dict()[key], value)
+
+
+def test_the_uncertainty_threshold_halts_the_rollouts(small_datasets: dict[str, Path], quick_model_path: Path) -> None:
+    from adept_env.diffusion import WorldModel
+    from adept_env.envs.config import EnvConfig
+    from adept_env.envs.core import WorldModelCore
+    from adept_env.training.iql_loop import SyntheticBuffer, synthetic_rollouts
+
+    dataset = load_dataset(small_datasets["halfcheetah"])  # halfcheetah never terminates: only the halt ends early
+    model = WorldModel.load(quick_model_path)
+    agent = IQL(dataset.obs_dim, dataset.act_dim, IQLConfig(hidden=16, seed=0))
+    counts = {}
+    for threshold in (None, 1e-6):
+        core = WorldModelCore(dataset, model, EnvConfig(horizon=4, uncertainty_threshold=threshold))
+        buffer = SyntheticBuffer(1000, dataset.obs_dim, dataset.act_dim)
+        stats = synthetic_rollouts(core, agent, 32, 4, np.random.default_rng(0), buffer, scale=1.0)
+        counts[threshold] = (stats["rollout_transitions"], stats["rollout_halted"], buffer.size, buffer.done.sum())
+    assert counts[None] == (128, 0, 128, 0)  # 32 episodes x 4 steps, none halted
+    assert counts[1e-6] == (32, 32, 32, 32)  # every episode halts at its first step, stored as done
+
+
+def test_auto_threshold_is_computed_once_recorded_and_halts(small_datasets: dict[str, Path], quick_model_path: Path,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import adept_env.training.threshold
+    from adept_env.diffusion import WorldModel
+    from adept_env.training.threshold import auto_threshold
+
+    dataset = load_dataset(small_datasets["halfcheetah"])
+    run_dir = _run_dir(tmp_path, quick_model_path)
+    config = TrainConfig(algo="diff-iql", updates=40, batch_size=32, rollout_every=20, rollout_batch=64, eval_every=20,
+                         eval_episodes=1, profile="quick", selection_episodes=0, uncertainty_threshold="auto",
+                         iql=IQLConfig(hidden=16))
+    result = train(dataset, config, run_dir, progress=False)
+    threshold = result.curve[0]["uncertainty_threshold"]
+    assert np.isfinite(threshold) and threshold > 0
+    assert threshold == auto_threshold(WorldModel.load(quick_model_path), dataset, seed=0)  # the 99th percentile
+    assert all(row["uncertainty_threshold"] == threshold for row in result.curve)
+    assert all(0.0 <= row["halted_fraction"] <= 1.0 for row in result.curve)
+    assert json.loads((run_dir / "progress.json").read_text())["uncertainty_threshold"] == threshold
+    assert json.loads((run_dir / "config.json").read_text())["uncertainty_threshold"] == "auto"
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("a resumed run keeps its recorded threshold")
+
+    monkeypatch.setattr(adept_env.training.threshold, "auto_threshold", recomputed)
+    resumed = train(dataset, TrainConfig(**{**config.__dict__, "updates": 60}), run_dir, progress=False)
+    assert resumed.curve[-1]["update"] == 60 and resumed.curve[-1]["uncertainty_threshold"] == threshold
+
+
+@pytest.mark.parametrize(("value", "expected"),
+                         [(None, None), ("none", None), ("AUTO", "auto"), ("2.5", 2.5), (3, 3.0)])
+def test_uncertainty_threshold_values(value: object, expected: object) -> None:
+    assert TrainConfig(algo="diff-sac", uncertainty_threshold=value).uncertainty_threshold == expected
+
+
+@pytest.mark.parametrize(("settings", "needle"), [
+    ({"uncertainty_threshold": 0.0}, r"'auto', 'none' or a finite number > 0, got 0.0"),
+    ({"uncertainty_threshold": -1}, "> 0"), ({"uncertainty_threshold": float("nan")}, "> 0"),
+    ({"uncertainty_threshold": "inf"}, "> 0"), ({"uncertainty_threshold": "high"}, "'high'"),
+    ({"uncertainty_threshold": True}, "> 0"),
+    ({"algo": "iql", "uncertainty_threshold": "auto"}, r"applies to the world-model variants \(adept-iql, adept-sac, "
+                                                       r"diff-iql, diff-sac\), not iql"),
+    ({"penalty": float("nan")}, "penalty must be a finite number >= 0"),
+])
+def test_bad_thresholds_and_penalties_are_refused(settings: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        TrainConfig(**{"algo": "adept-iql", **settings})
+
+
+@pytest.mark.parametrize(("options", "needle"), [
+    (["--algo", "iql", "--uncertainty-threshold", "auto"], "--uncertainty-threshold applies to adept-iql, adept-sac, "
+                                                           "diff-iql, diff-sac, not iql"),
+    (["--algo", "sac", "--value-penalty", "0"], "--value-penalty applies to adept-iql"),
+    (["--algo", "iql", "--critics", "4"], "--critics applies to adept-sac, diff-sac, sac, not iql"),
+    (["--algo", "diff-iql", "--refit-every", "50"], "--refit-every applies to adept-iql, adept-sac, not diff-iql"),
+    (["--algo", "adept-sac", "--uncertainty-threshold", "0"], "finite number > 0"),
+    (["--algo", "adept-sac", "--uncertainty-threshold", "nan"], "finite number > 0"),
+    (["--algo", "adept-sac", "--value-penalty", "nan"], "Invalid value for '--value-penalty'"),
+    (["--algo", "adept-sac", "--value-penalty", "-1"], "Invalid value for '--value-penalty'"),
+])
+def test_cli_refuses_bad_and_inapplicable_options(options: list[str], needle: str, small_datasets: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from adept_env.cli import app
+
+    result = CliRunner().invoke(app, ["train", str(small_datasets["hopper"]), *options, "--out", str(tmp_path / "run")],
+                                terminal_width=200, env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert needle in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "run").exists()

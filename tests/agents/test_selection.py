@@ -72,7 +72,8 @@ def test_an_earlier_selected_checkpoint_is_reloaded_and_scored(algo: str, small_
     import adept_env.training.run
 
     estimates = iter([5.0, 1.0])  # the first checkpoint is the best: the kept file must be scored
-    monkeypatch.setattr(adept_env.training.run, "policy_model_return", lambda core, config, act: next(estimates))
+    monkeypatch.setattr(adept_env.training.run, "policy_model_return",
+                        lambda core, config, act, step_penalty=None: next(estimates))
     dataset = load_dataset(small_datasets["halfcheetah"])
     run_dir = tmp_path / algo
     run_dir.mkdir()
@@ -84,3 +85,74 @@ def test_an_earlier_selected_checkpoint_is_reloaded_and_scored(algo: str, small_
     assert np.isfinite(result.selected["score_mean"])
     saved = json.loads((run_dir / "progress.json").read_text())
     assert saved["selected"] == result.selected
+
+
+class RiskyWorld:
+    """A toy model where a larger action earns more reward but is less certain: r = 1 + a, u = 3a
+    (a: the mean action); K draws spread around the mean next state by u. It never terminates."""
+
+    def sample(self, observations: np.ndarray, actions: np.ndarray, n_samples: int | None = None,
+               seed: int | None = None) -> SimpleNamespace:
+        k = 2 if n_samples is None else n_samples
+        a = np.abs(actions).mean(1).astype(np.float32)
+        spread = np.linspace(-1.0, 1.0, k, dtype=np.float32)[:, None, None] * (3 * a)[None, :, None]
+        return SimpleNamespace(next_observations=observations.copy(), rewards=1.0 + a, uncertainty=3 * a,
+                               terminated=np.zeros(len(a), bool), samples=observations[None] + spread)
+
+
+def _core(dataset, threshold: float | None = None, n_samples: int | None = None):
+    from adept_env.envs.config import EnvConfig
+    from adept_env.envs.core import WorldModelCore
+
+    return WorldModelCore(dataset, RiskyWorld(), EnvConfig(uncertainty_threshold=threshold, n_samples=n_samples))
+
+
+def test_selection_scores_with_the_runs_own_penalty(small_datasets: dict[str, Path]) -> None:
+    """A run with penalty 0 is ranked by the unpenalised return, one with penalty 1 by the penalised one."""
+    from adept_env.training.run import policy_model_return, score_in_model
+
+    dataset = load_dataset(small_datasets["hopper"])
+    bold, careful = (lambda o: np.ones((len(o), 3))), (lambda o: np.zeros((len(o), 3)))
+    steps = dataset.task.max_episode_steps  # episodes as long as the real ones
+    for penalty, expected_bold in ((0.0, 2.0 * steps), (1.0, -1.0 * steps)):
+        config = TrainConfig(algo="diff-iql", penalty=penalty, selection_episodes=2)
+        core = _core(dataset)
+        assert policy_model_return(core, config, bold) == pytest.approx(expected_bold)
+        assert policy_model_return(core, config, careful) == pytest.approx(1.0 * steps)
+    unpenalised = TrainConfig(algo="diff-iql", penalty=0.0, selection_episodes=2)
+    curve = [{"update": 1, **score_in_model(_core(dataset), unpenalised, [], careful, lambda: None)}]
+    kept = []
+    curve.append({"update": 2, **score_in_model(_core(dataset), unpenalised, curve, bold, lambda: kept.append(2))})
+    assert kept == [2] and best_row(curve)["update"] == 2  # lambda = 1 would have kept the careful policy
+
+
+def test_selection_halts_at_the_runs_threshold_and_takes_its_value_penalty(small_datasets: dict[str, Path]) -> None:
+    from adept_env.training.run import policy_model_return
+
+    dataset = load_dataset(small_datasets["hopper"])
+    config = TrainConfig(algo="diff-iql", penalty=0.0, selection_episodes=2)
+    half = lambda o: np.full((len(o), 3), 0.5)  # noqa: E731  (r = 1.5, u = 1.5 each step)
+    assert policy_model_return(_core(dataset, threshold=1.0), config, half) == pytest.approx(1.5)  # halted at once
+    assert policy_model_return(_core(dataset, threshold=2.0), config, half) == pytest.approx(1.5 * 1000)
+    seen = []
+
+    def spread(draws: np.ndarray) -> np.ndarray:  # a value penalty: beta = 0.1 times the draws' spread
+        seen.append(draws.shape)
+        return 0.1 * (draws[:, -1, 0] - draws[:, 0, 0])
+
+    core = _core(dataset, n_samples=4)
+    assert policy_model_return(core, config, half, spread) == pytest.approx((1.5 - 0.1 * 3.0) * 1000, rel=1e-5)
+    assert seen[0] == (2, 4, dataset.obs_dim)  # (episodes, K, obs_dim)
+    with pytest.raises(ValueError, match="at least 2"):
+        policy_model_return(_core(dataset, n_samples=1), config, half, spread)
+
+
+def test_model_return_of_penalty_one_runs_is_unchanged(small_datasets: dict[str, Path]) -> None:
+    """The default run (lambda = 1, no value penalty, no threshold) is scored as model_return's defaults do."""
+    from adept_env.training.run import policy_model_return
+
+    dataset = load_dataset(small_datasets["hopper"])
+    config = TrainConfig(algo="diff-sac", selection_episodes=3, seed=4)
+    act = lambda o: np.full((len(o), 3), 0.2)  # noqa: E731
+    expected = model_return(act, RiskyWorld(), dataset, episodes=3, seed=4)
+    assert policy_model_return(_core(dataset), config, act) == expected

@@ -107,6 +107,8 @@ def test_synthetic_buffer_keeps_draws_row_aligned() -> None:
 
 @pytest.mark.parametrize(("settings", "needle"), [({"algo": "iql", "value_penalty": 1.0}, "world-model variants"),
                                                 ({"algo": "adept-sac", "value_penalty": -1.0}, ">= 0"),
+                                                ({"algo": "adept-sac", "value_penalty": float("nan")}, ">= 0"),
+                                                ({"algo": "sac", "value_penalty": 1.0}, "adept-iql, adept-sac"),
                                                 ({"algo": "adept-sac", "value_samples": 1}, "value_samples")])
 def test_value_penalty_settings_are_checked(settings: dict, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
@@ -115,15 +117,37 @@ def test_value_penalty_settings_are_checked(settings: dict, needle: str) -> None
 
 @pytest.mark.parametrize("algo", ["diff-iql", "diff-sac"])
 def test_loops_run_with_the_value_penalty(algo: str, small_datasets: dict[str, Path], quick_model_path: Path,
-                                          tmp_path: Path) -> None:
+                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run trains with its value penalty and its checkpoints are scored with it (and its lambda = 0)."""
+    import adept_env.training.run
+    from adept_env.training.iql_loop import reward_scale
+    from adept_env.training.selection import model_return
+
+    calls: list[dict] = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return model_return(*args, **kwargs)
+
+    monkeypatch.setattr(adept_env.training.run, "model_return", spy)
     dataset = load_dataset(small_datasets["halfcheetah"])
     run_dir = tmp_path / algo
     run_dir.mkdir()
     shutil.copytree(quick_model_path, run_dir / "world_model")
     config = TrainConfig(algo=algo, updates=120, batch_size=64, rollout_every=40, rollout_batch=64, sac_envs=4,
-                         eval_every=120, eval_episodes=1, profile="quick", penalty=0.0, value_penalty=1.0,
-                         value_samples=4, iql=IQLConfig(hidden=32))
+                         eval_every=120, eval_episodes=1, profile="quick", penalty=0.0, value_penalty=2.0,
+                         value_samples=4, selection_episodes=2, iql=IQLConfig(hidden=32))
     result = train(dataset, config, run_dir, progress=False)
     row = result.curve[-1]
     assert row["update"] == 120
     assert np.isfinite(row["value_penalty_mean"]) and row["value_penalty_mean"] > 0
+    assert np.isfinite(row["model_return"]) and len(calls) == 1
+    scored = calls[0]
+    assert (scored["penalty"], scored["n_samples"], scored["uncertainty_threshold"]) == (0.0, 4, None)
+    draws = dataset.next_observations[:24].reshape(6, 4, -1)  # (B, K, D): stand-ins for the model's draws
+    if algo == "diff-iql":  # IQL's rewards are scaled by reward_scale, its value penalty is in those units
+        agent = result.agent
+        expected = 2.0 / reward_scale(dataset) * value_std(agent.value, draws, dataset.task, device=agent.device)
+    else:
+        expected = 2.0 * result.agent.replay_buffer.bellman_std(draws)
+    np.testing.assert_allclose(scored["step_penalty"](draws), expected.cpu().numpy(), rtol=1e-5)

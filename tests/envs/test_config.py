@@ -15,7 +15,7 @@ BAD = [
     ("penalty", float("nan")), ("penalty", float("inf")), ("penalty", -0.1), ("penalty", "1"), ("penalty", None),
     ("penalty", True), ("penalty", 10**400),
     ("uncertainty_threshold", "high"), ("uncertainty_threshold", float("nan")), ("uncertainty_threshold", -1.0),
-    ("uncertainty_threshold", float("inf")),
+    ("uncertainty_threshold", float("inf")), ("uncertainty_threshold", 0.0), ("uncertainty_threshold", 0),
     ("refit_every", 0), ("refit_every", 1.5), ("refit_every", "2"),
     ("refit_steps", -5), ("refit_steps", 0), ("refit_steps", float("inf")), ("refit_steps", "10"),
     ("weight_clip", float("inf")), ("weight_clip", float("nan")), ("weight_clip", 1.0), ("weight_clip", 0.5),
@@ -38,6 +38,8 @@ def test_messages_give_the_valid_range_and_never_echo_a_huge_value() -> None:
         EnvConfig(penalty=float("nan"))
     with pytest.raises(ValueError, match=r"n_samples must be an integer in \[1, 1024\] or None"):
         EnvConfig(n_samples=10**9)
+    with pytest.raises(ValueError, match=r"uncertainty_threshold must be a finite number > 0 or None, got 0.0"):
+        EnvConfig(uncertainty_threshold=0.0)
     for name in ("horizon", "start_states", "profile", "uncertainty_threshold"):
         with pytest.raises(ValueError, match=name) as caught:
             EnvConfig(**{name: "x" * 200_000})
@@ -48,7 +50,7 @@ def test_messages_give_the_valid_range_and_never_echo_a_huge_value() -> None:
 
 
 def test_edge_and_current_values_are_accepted() -> None:
-    low = EnvConfig(horizon=1, penalty=0.0, uncertainty_threshold=0.0, n_samples=1, refit_every=1, refit_steps=1,
+    low = EnvConfig(horizon=1, penalty=0.0, uncertainty_threshold=1e-12, n_samples=1, refit_every=1, refit_steps=1,
                     weight_clip=1.0 + 1e-9, start_states="initial", profile="quick")
     assert (low.horizon, low.n_samples, low.refit_every, low.refit_steps) == (1, 1, 1, 1)
     high = EnvConfig(horizon=MAX_HORIZON, n_samples=MAX_N_SAMPLES, penalty=1e6, uncertainty_threshold=1e9,

@@ -88,7 +88,7 @@ def test_penalty_horizon_and_info(make_core) -> None:
 
 
 def test_uncertainty_threshold_halts(make_core) -> None:
-    env = WorldModelEnv(core=make_core(uncertainty_threshold=0.0))
+    env = WorldModelEnv(core=make_core(uncertainty_threshold=1e-6))
     env.reset(seed=0)
     _, _, terminated, truncated, info = env.step(env.action_space.sample())
     assert terminated and not truncated and info["halted"]
