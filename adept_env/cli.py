@@ -38,6 +38,12 @@ def _load_train() -> Callable[..., Any]:
     return train_command
 
 
+def _load_demo() -> Callable[..., Any]:
+    from adept_env.training.demo_cli import demo_command
+
+    return demo_command
+
+
 def _load_sweep() -> Callable[..., Any]:
     from adept_env.training.sweep_cli import sweep_command  # imports Ray only when the sweep runs
 
@@ -45,7 +51,7 @@ def _load_sweep() -> Callable[..., Any]:
 
 
 LAZY_COMMANDS: dict[tuple[str, ...], dict[str, Callable[[], Callable[..., Any]]]] = {
-    (): {"train": _load_train, "sweep": _load_sweep}}
+    (): {"train": _load_train, "sweep": _load_sweep, "demo": _load_demo}}
 """This package's commands imported on first use (their modules import torch): group path ->
 command name -> a function returning the Typer command function."""
 

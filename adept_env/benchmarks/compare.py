@@ -11,11 +11,13 @@ from adept_env.atomic import atomic_path
 
 
 def read_curve(run_dir: Path) -> list[dict[str, float]]:
-    """Return the curve of a run folder (its progress.json), or raise a clear error."""
+    """Return the curve of a run folder (``adept-env train``'s progress.json, or the ``curve.json`` of
+    ``clients/examples/train_sac_remote.py``), or raise a clear error."""
     path = Path(run_dir) / "progress.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a training run folder: it has no progress.json")
-    curve = json.loads(path.read_text()).get("curve", [])
+    remote = Path(run_dir) / "curve.json"
+    if not path.exists() and not remote.exists():
+        raise FileNotFoundError(f"{run_dir} is not a training run folder: it has no progress.json or curve.json")
+    curve = json.loads(path.read_text()).get("curve", []) if path.exists() else json.loads(remote.read_text())
     if not curve:
         raise ValueError(f"{path} has no evaluations yet")
     return curve

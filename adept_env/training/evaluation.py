@@ -44,8 +44,28 @@ class EvalResult:
                 f"{self.score_mean:.1f} ± {self.score_std:.1f} over {len(self.returns)} episodes")
 
 
+def _sb3_mean_action(model: Any):
+    """obs -> the deterministic action of an SB3 actor-critic (SAC, TD3): what ``predict`` returns for a flat
+    Box observation, without its per-call mode switch and preprocessing (most of an episode's cost)."""
+    import torch
+
+    actor = model.actor
+    actor.set_training_mode(False)
+    low, high = model.action_space.low, model.action_space.high
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            state = torch.as_tensor(obs, dtype=torch.float32, device=actor.device)[None]
+            squashed = actor(state, deterministic=True)[0].cpu().numpy()
+        return low + 0.5 * (squashed + 1.0) * (high - low)
+
+    return act
+
+
 def _actor(policy: Any, deterministic: bool):
     """Return obs (obs_dim,) -> action for an SB3 model, an agent with ``act``, or a callable."""
+    if deterministic and hasattr(policy, "actor") and hasattr(policy, "predict"):
+        return _sb3_mean_action(policy)
     if hasattr(policy, "predict"):
         return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
     if hasattr(policy, "mean_action"):  # shipped behaviour actors
