@@ -15,11 +15,11 @@ $(VENV)/.installed: pyproject.toml clients/pyproject.toml
 	$(PIP) install --quiet --disable-pip-version-check -e ".[dev,server,client,minari,ray]"
 	touch $@
 
-# End to end, a few minutes on 2 CPU cores: a 200k-step halfcheetah-random dataset, a quick world model,
-# 20k adept-iql updates with synthetic rollouts and IS refits, real-MuJoCo evaluation, a learning-curve PNG.
+# The product's point, side by side: plain IQL (real data only) and adept-sac (the world model, IS refits) on
+# the same 200k-row halfcheetah-random data and 20k-update budget; real-MuJoCo scores and one figure with both
+# curves (runs/demo/demo.png). Settings and measured time: BENCHMARKS.md, "make demo".
 demo: setup
-	$(VENV)/bin/adept-env train halfcheetah-random --algo adept-iql --budget 20000 --eval-every 5000 \
-		--profile quick --dataset-steps 200000 --refit-every 5000 --out $(DEMO_DIR)
+	$(VENV)/bin/adept-env demo --out $(DEMO_DIR)
 
 lint: setup
 	$(VENV)/bin/ruff check .
