@@ -22,7 +22,7 @@ def live_server(small_datasets: dict[str, Path], quick_model_path: Path,
         api_tokens=TOKENS, env_ids=(ENV_ID,),
         env_settings={ENV_ID: {"model_path": str(quick_model_path),
                                "dataset_path": str(small_datasets["halfcheetah"])}},
-        max_message_bytes=4 * 1024 * 1024, max_num_envs=512, max_sessions=64, idle_timeout_s=120.0,
+        max_message_bytes=4 * 1024 * 1024, max_num_envs=512, max_sessions=64, idle_timeout_s=900.0,
         grpc_workers=16, grace_s=1.0,
     )
     server = WorldModelServer(config).start()

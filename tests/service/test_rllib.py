@@ -284,6 +284,7 @@ def _train_and_check(live_server, stepped: collections.Counter, overrides: dict[
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # Ray start-up and SAC iterations: minutes on a busy 2-core machine
 def test_sac_with_two_env_runners_on_local_ray(live_server, stepped, local_ray) -> None:
     results = _train_and_check(live_server, stepped, {"horizon": 40})
     assert len(results) == ITERATIONS
@@ -292,6 +293,7 @@ def test_sac_with_two_env_runners_on_local_ray(live_server, stepped, local_ray) 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_sac_env_runners_on_two_ray_nodes(live_server, stepped, two_node_ray) -> None:
     import ray
 
