@@ -345,14 +345,19 @@ def bench_world_model(
     threads: Annotated[int, typer.Option(help="torch intra-op threads (1: the fair match for one MuJoCo process).",
                                          min=1)] = 1,
     device: Annotated[str, typer.Option(help="Device of the diffusion models: auto, cpu, cuda or cuda:N.")] = "cpu",
+    task: Annotated[str | None, typer.Option(
+        help="halfcheetah, hopper or walker2d (default: halfcheetah, or --dataset's task).")] = None,
+    train_steps: Annotated[int | None, typer.Option(
+        help="Train every model for this many gradient steps instead of --train-seconds of wall clock "
+             "(fair when other jobs share the CPUs).", min=1)] = None,
 ) -> None:
     """Diffusion world model vs a probabilistic ensemble (fidelity), vs MuJoCo (speed), and fit cost."""
     from adept_env.benchmarks.world_model import run
 
     try:
         run(quick=quick, json_path=json_path, train_seconds=train_seconds, dataset_path=dataset, threads=threads,
-            device=device)
-    except ValueError as exc:  # a device torch does not see
+            device=device, task=task, train_steps=train_steps)
+    except ValueError as exc:  # a device torch does not see, an unknown task, a dataset of another task
         fail(str(exc))
 
 

@@ -170,3 +170,24 @@ def test_held_out_rows_are_the_rows_the_fit_held_out() -> None:
     weights[wrong] = 1.0
     report = model.fit(dataset, weights=weights, steps=1, warm_start=False, progress=False, seed=3)
     assert report.effective_sample_size < report.n_train - 1
+
+
+def test_a_cached_model_takes_the_current_uncertainty_setting_without_a_refit(
+        tiny_quick_profile: WorldModelConfig, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``uncertainty`` changes only what ``sample`` reports: it is outside the cache key and follows the profile."""
+    from adept_env.data.dataset import load_sized_dataset
+    from adept_env.envs.model_store import fit_and_save, load_or_train, profile_hash
+
+    dataset = load_sized_dataset("halfcheetah-random", ROWS, progress=False)
+    assert tiny_quick_profile.uncertainty == "scale"
+    _, _, path = fit_and_save(dataset, "quick", progress=False)
+    before = profile_hash("quick")
+    monkeypatch.setattr(WorldModelConfig, "quick",
+                        classmethod(lambda cls: dataclasses.replace(tiny_quick_profile, uncertainty="draws")))
+    assert profile_hash("quick") == before
+    capsys.readouterr()
+    model = load_or_train(dataset, "quick", progress=False)
+    assert NOTICE not in capsys.readouterr().err  # loaded from the cache, not refitted
+    assert model.config.uncertainty == "draws"
+    assert WorldModel.load(path).config.uncertainty == "scale"  # the file itself is unchanged

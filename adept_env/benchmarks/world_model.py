@@ -1,16 +1,22 @@
 """World-model benchmark: fidelity against an ensemble, sampling speed against MuJoCo, fit cost.
 
-Everything is measured side by side in one run on HalfCheetah uniform-action data:
+Everything is measured side by side in one run on one task's uniform-action data (``task``:
+halfcheetah, hopper or walker2d):
 
 * fidelity: one-step normalised next-state MSE and reward MSE on held-out dataset pairs and on
   pairs from a different (smooth, correlated-action) policy, and the 5-step open-loop rollout
   error; diffusion world model vs a 7-member probabilistic ensemble trained for the same
   wall-clock time (and the flow-only "plain" form in the full run);
+* uncertainty candidates (:func:`candidates`): the previous default (the draws' spread), the predicted
+  residual scale, and scale + the disagreement of two mean members, each fitted with the same budget
+  (configurations that differ only in ``uncertainty`` share one fit: it does not change training);
 * sampler sweep: held-out error and speed for N sampler steps x K draws;
 * speed: ``sample`` transitions/s at batch 1, 256, 1024 beside the real env's steps/s;
 * fit cost: seconds per 1k gradient steps and one warm-start refit of the default size.
 
-Ends with ``speed_ratio_vs_mujoco=<x>`` and ``fidelity_ratio_vs_ensemble=<y>``.
+Ends with ``uncertainty_rank_corr_other_policy=``, ``ensemble_rank_corr_other_policy=`` (the better of
+the ensemble's two measures), ``heldout_mse_ratio_vs_previous_default=``, ``speed_ratio_vs_mujoco=`` and
+``fidelity_ratio_vs_ensemble=``.
 """
 
 from __future__ import annotations
@@ -30,12 +36,33 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from adept_env.atomic import atomic_path
 from adept_env.benchmarks.system import cpu_model
 from adept_env.data.collect import collect, uniform_policy
 from adept_env.data.dataset import OfflineDataset, from_d4rl_arrays, load_dataset
 from adept_env.diffusion import WorldModel, WorldModelConfig
 from adept_env.diffusion.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from adept_env.tasks import Task, get_task
+
+
+def previous_default() -> WorldModelConfig:
+    """The default before the uncertainty choice (issue #20): one mean member, the K draws' spread."""
+    return WorldModelConfig(uncertainty="draws", mean_members=1)
+
+
+def candidates() -> dict[str, WorldModelConfig]:
+    """The uncertainty candidates measured side by side, by name."""
+    base = previous_default()
+    return {
+        "previous default (draws)": base,
+        "scale": dataclasses.replace(base, uncertainty="scale"),
+        "scale+disagreement M=2": dataclasses.replace(base, mean_members=2, uncertainty="scale+disagreement"),
+    }
+
+
+def fit_key(config: WorldModelConfig) -> str:
+    """Configurations with the same key train identically (``uncertainty`` only changes what ``sample`` reports)."""
+    return json.dumps({k: v for k, v in config.to_dict().items() if k != "uncertainty"}, sort_keys=True)
 
 
 @dataclass
@@ -159,31 +186,43 @@ def run(
     threads: int = 1,
     seed: int = 0,
     device: str = "cpu",
+    task: str | None = None,
+    train_steps: int | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark, print tables and the two ratio lines; return every figure as a dict.
+    """Run the benchmark, print tables and the summary lines; return every figure as a dict.
 
     ``quick``: 30k transitions, 25 s of training per model, no plain-form model (about two
     minutes). Full: 200k transitions (or ``dataset_path``), 240 s per model. ``device`` places the
-    diffusion models (auto, cpu, cuda[:N]); the ensemble baseline and MuJoCo run on the CPU.
+    diffusion models (auto, cpu, cuda[:N]); the ensemble baseline and MuJoCo run on the CPU. ``task``
+    (halfcheetah, hopper or walker2d; default halfcheetah, or ``dataset_path``'s task) must match
+    ``dataset_path``'s task when both are given. ``train_steps`` trains every model for exactly that
+    many gradient steps instead of ``train_seconds`` of wall clock: equal wall clock is only fair on a
+    machine no other job competes for.
     """
     from adept_env.devices import resolve_device
 
     place = resolve_device(device)  # an unknown or absent device fails here, before any work
+    data = load_dataset(dataset_path) if dataset_path is not None else None
+    chosen = get_task(task or (data.task.name if data is not None else "halfcheetah"))
+    if data is not None and data.task.name != chosen.name:
+        raise ValueError(f"{dataset_path} holds {data.task.name} transitions, not {chosen.name} (--task)")
+    task = chosen
     console = Console()
     torch.set_num_threads(threads)
-    task = get_task("halfcheetah")
-    train_seconds = train_seconds or (25.0 if quick else 240.0)
+    if train_steps is not None and train_steps < 1:
+        raise ValueError(f"train_steps must be >= 1, got {train_steps}")
+    train_seconds = None if train_steps is not None else train_seconds or (25.0 if quick else 240.0)
+    budget = f"{train_steps} gradient steps" if train_steps is not None else f"{train_seconds:.0f} s"
     n_data = 30_000 if quick else 200_000
-    console.print(f"CPU: {cpu_model()}  torch threads: {threads}  date: {_dt.date.today()}  "
-                  f"mode: {'quick' if quick else 'full'}  training budget per model: {train_seconds:.0f} s  "
+    console.print(f"task: {task.name}  CPU: {cpu_model()}  torch threads: {threads}  date: {_dt.date.today()}  "
+                  f"mode: {'quick' if quick else 'full'}  training budget per model: {budget}  "
                   f"device: {place}")
-    report: dict[str, Any] = {"cpu": cpu_model(), "date": str(_dt.date.today()), "quick": quick,
-                              "torch_threads": threads, "train_seconds": train_seconds, "device": str(place)}
+    report: dict[str, Any] = {"task": task.name, "cpu": cpu_model(), "date": str(_dt.date.today()), "quick": quick,
+                              "torch_threads": threads, "train_seconds": train_seconds,
+                              "train_steps": train_steps, "device": str(place)}
 
     # ---------------------------------------------------------------- data
-    if dataset_path is not None:
-        data = load_dataset(dataset_path)
-    else:
+    if data is None:
         data = from_d4rl_arrays(collect(task, uniform_policy(task), n_data, seed=seed, progress=False), task)
     n_train = int(0.9 * len(data))
     train, test = subset(data, np.arange(n_train)), subset(data, np.arange(n_train, len(data)))
@@ -204,19 +243,32 @@ def run(
     console.print(f"data: {len(train)} train / {len(test)} test uniform-action transitions, "
                   f"{len(shifted)} OU-policy transitions, {len(starts)} {horizon}-step rollouts")
 
-    # ---------------------------------------------------------------- training, equal wall clock
+    # ---------------------------------------------------------------- training, equal budget
     models: dict[str, Any] = {}
-    configs = {"diffusion": WorldModelConfig.default()}
+    configs = {"diffusion": WorldModelConfig.default(), **candidates()}
     if not quick:
-        configs["diffusion-plain"] = WorldModelConfig(predictor="plain", denoiser_width=256, denoiser_blocks=3)
+        configs["diffusion-plain"] = WorldModelConfig(predictor="plain", denoiser_width=256, denoiser_blocks=3,
+                                                      uncertainty="draws")
+    fitted: dict[str, tuple[WorldModel, list[str]]] = {}  # fit key -> (model, names sharing the fit)
     fit_rows = []
     for name, config in configs.items():
-        config = dataclasses.replace(config, steps=10**7, max_fit_seconds=train_seconds, patience=10**6)
-        model = WorldModel.create(task, config, seed=seed).to(place)
-        fit = model.fit(train, progress=not quick, seed=seed)
-        models[name] = model
-        fit_rows.append((name, fit.steps, fit.seconds, fit.seconds_per_1k_steps))
-    ensemble = ProbabilisticEnsemble(task, EnsembleConfig(max_fit_seconds=train_seconds), seed=seed)
+        key = fit_key(config)
+        if key not in fitted:
+            budgeted = dataclasses.replace(config, steps=train_steps or 10**7, max_fit_seconds=train_seconds,
+                                           patience=10**6)
+            model = WorldModel.create(task, budgeted, seed=seed).to(place)
+            fit = model.fit(train, progress=not quick, seed=seed)
+            fitted[key] = (model, [])
+            fit_rows.append((key, fit.steps, fit.seconds, fit.seconds_per_1k_steps))
+        model, names = fitted[key]
+        names.append(name)
+        view = model.clone()
+        view.config = dataclasses.replace(view.config, uncertainty=config.uncertainty)
+        models[name] = view
+    fit_rows = [(" = ".join(fitted[key][1]), *rest) for key, *rest in fit_rows]
+    ensemble_config = EnsembleConfig(max_fit_seconds=train_seconds) if train_steps is None \
+        else EnsembleConfig(steps=train_steps)
+    ensemble = ProbabilisticEnsemble(task, ensemble_config, seed=seed)
     efit = ensemble.fit(train, progress=not quick)
     fit_rows.append(("ensemble", efit["steps"], efit["seconds"], 1000 * efit["seconds"] / max(efit["steps"], 1)))
     models["ensemble"] = ensemble
@@ -238,9 +290,12 @@ def run(
             return predict(name, obs, act)
 
         row = one_step_fidelity(of_model, sets, delta_std)
-        row[f"rollout-{horizon} state"] = rollout_error(of_model, test, starts, horizon, obs_std)
+        if name not in candidates():
+            row[f"rollout-{horizon} state"] = rollout_error(of_model, test, starts, horizon, obs_std)
         fidelity[name] = row
-    for name in configs:  # the mean predictor alone, for the form comparison
+    for name in ("diffusion", "diffusion-plain"):  # the mean predictor alone, for the form comparison
+        if name not in models:
+            continue
         model = models[name]
         if model.nets.mean is not None:
             for set_name, ds in sets.items():
@@ -251,10 +306,11 @@ def run(
                 fidelity[name][f"{set_name} state (mean predictor alone)"] = float(
                     state_errors(nxt, ds, delta_std).mean())
     report["fidelity"] = fidelity
-    keys = sorted({k for row in fidelity.values() for k in row}, key=lambda k: (k.split(" ")[0], k))
-    table = Table("metric (lower is better; rank-corr higher)", *fidelity)
+    shown = [m for m in fidelity if m not in candidates()]
+    keys = sorted({k for m in shown for k in fidelity[m]}, key=lambda k: (k.split(" ")[0], k))
+    table = Table("metric (lower is better; rank-corr higher)", *shown)
     for key in keys:
-        table.add_row(key, *[f"{fidelity[m][key]:.4f}" if key in fidelity[m] else "-" for m in fidelity])
+        table.add_row(key, *[f"{fidelity[m][key]:.4f}" if key in fidelity[m] else "-" for m in shown])
     console.print(table)
 
     # ---------------------------------------------------------------- speed
@@ -263,6 +319,35 @@ def run(
     seconds = 0.5 if quick else 2.0
     pool = test.observations[: 1024], test.actions[: 1024]
     mujoco = mujoco_steps_per_second(task, 2.0 if quick else 5.0)
+
+    # ---------------------------------------------------------------- uncertainty candidates
+    per_1k = {name: row[3] for row in fit_rows for name in row[0].split(" = ")}
+    default_name = next((n for n, c in candidates().items() if c == WorldModelConfig.default()), None)
+    table = Table("candidate", "held-out MSE (x previous)", "rank-corr held-out / other", "x MuJoCo",
+                  "fit s / 1k steps", title="uncertainty candidates (rank-corr: Spearman with own state error)")
+    candidate_rows = {}
+    previous_mse = fidelity["previous default (draws)"]["held-out state"]
+    for name, config in candidates().items():
+        row = fidelity[name]
+        rate = transitions_per_second(lambda m=models[name]: m.sample(*pool), 1024, seconds)
+        c = candidate_rows[name] = {
+            "uncertainty": config.uncertainty, "mean_members": config.mean_members,
+            "held_out_state_mse": row["held-out state"],
+            "held_out_mse_ratio_vs_previous_default": row["held-out state"] / previous_mse,
+            "held_out_rank_corr": row["held-out unc-rank-corr"],
+            "other_policy_rank_corr": row["other policy unc-rank-corr"],
+            "batch1024_per_s": rate, "vs_mujoco": rate / mujoco, "fit_seconds_per_1k_steps": per_1k[name]}
+        table.add_row(name + (" (default)" if name == default_name else ""),
+                      f"{c['held_out_state_mse']:.4f} ({c['held_out_mse_ratio_vs_previous_default']:.2f})",
+                      f"{c['held_out_rank_corr']:.2f} / {c['other_policy_rank_corr']:.2f}",
+                      f"{rate / mujoco:.2f}", f"{per_1k[name]:.1f}")
+    ens = fidelity["ensemble"]
+    for label, suffix in (("disagreement", ""), ("MOPO max-std", " (MOPO max-std)")):
+        on_held, on_other = ens[f"held-out unc-rank-corr{suffix}"], ens[f"other policy unc-rank-corr{suffix}"]
+        table.add_row(f"ensemble, {label}", f"{ens['held-out state']:.4f} ({ens['held-out state'] / previous_mse:.2f})",
+                      f"{on_held:.2f} / {on_other:.2f}", "-", f"{1000 * efit['seconds'] / max(efit['steps'], 1):.1f}")
+    console.print(table)
+    report["candidates"] = candidate_rows
     speed: dict[str, float] = {}
     table = Table("batch", *[f"K={k} transitions/s" for k in sorted({1, default_k})], "MuJoCo steps/s")
     for batch in (1, 256, 1024):
@@ -326,10 +411,20 @@ def run(
 
     speed_ratio = speed[f"batch1024_K{default_k}"] / mujoco
     fidelity_ratio = fidelity["diffusion"]["held-out state"] / fidelity["ensemble"]["held-out state"]
-    report["speed_ratio_vs_mujoco"] = speed_ratio
-    report["fidelity_ratio_vs_ensemble"] = fidelity_ratio
+    summary = {
+        "uncertainty_rank_corr_other_policy": fidelity["diffusion"]["other policy unc-rank-corr"],
+        "ensemble_rank_corr_other_policy": max(ens["other policy unc-rank-corr"],
+                                               ens["other policy unc-rank-corr (MOPO max-std)"]),
+        "heldout_mse_ratio_vs_previous_default": fidelity["diffusion"]["held-out state"] / previous_mse,
+        "speed_ratio_vs_mujoco": speed_ratio,
+        "fidelity_ratio_vs_ensemble": fidelity_ratio,
+    }
+    report.update(summary)
     if json_path is not None:
-        Path(json_path).write_text(json.dumps(report, indent=2))
-    print(f"speed_ratio_vs_mujoco={speed_ratio:.2f}")
-    print(f"fidelity_ratio_vs_ensemble={fidelity_ratio:.2f}")
+        with atomic_path(Path(json_path)) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
+    console.print(f"default uncertainty: {wm.config.uncertainty!r}, mean members: {wm.config.mean_members}; "
+                  f"other policy: {len(shifted)} Ornstein-Uhlenbeck-action transitions")
+    for key, value in summary.items():
+        print(f"{key}={value:.2f}")
     return report

@@ -8,12 +8,19 @@ from typing import Any, Literal
 
 PREDICTORS = ("mean_residual", "plain")
 DTYPES = ("auto", "float32", "bfloat16")
+UNCERTAINTIES = ("draws", "scale", "scale+disagreement")
+"""What ``Prediction.uncertainty`` reports (:attr:`WorldModelConfig.uncertainty`)."""
+SAVED_BEFORE = {"uncertainty": "draws"}
+"""Fields added after models were first saved, with the value a saved config without them meant:
+``from_dict`` fills these in instead of the current defaults, so an old file keeps its behaviour."""
 SMALL_STEPS = 6_000
 PROFILES = ("default", "small", "quick")
 """Named world-model configurations (:meth:`WorldModelConfig.profile`): ``default`` the measured
 model, ``small`` a shorter fit of the same architecture (the demo's), ``quick`` a tiny model for tests."""
 REFIT_ONLY_FIELDS = ("refit_steps", "refit_learning_rate", "weighted_sampling")
 """Fields used only by warm-start refits: a cached model fitted from scratch does not depend on them."""
+SAMPLING_ONLY_FIELDS = ("uncertainty",)
+"""Fields that change only what ``sample`` reports, not training: a cached model takes the current value."""
 
 
 class ConfigMismatchError(ValueError):
@@ -61,7 +68,16 @@ class WorldModelConfig:
     sampling_steps: int = 2
     """N: Euler steps of the flow sampler."""
     n_samples: int = 2
-    """K: next-state draws per (s, a) with different noises; their spread is the uncertainty."""
+    """K: next-state draws per (s, a) with different noises (their mean is the next state)."""
+    uncertainty: Literal["draws", "scale", "scale+disagreement"] = "scale"
+    """What ``Prediction.uncertainty`` reports, in normalised state-change units (per-dimension stds
+    of the dataset's s' - s): ``draws`` the RMS spread of the K draws around the mean predictors'
+    average (around the draws' mean for ``plain``): a K-sample estimate, so noisy; ``scale`` the RMS
+    over dimensions of the predicted per-pair residual scale, deterministic for a given (s, a), the
+    draws' expected spread with one mean member (``mean_residual`` and ``heteroscedastic`` only);
+    ``scale+disagreement`` sqrt(scale^2 + disagreement^2), the disagreement being the RMS over
+    dimensions of the ``mean_members``' (>= 2) standard deviation: the draws' expected spread with
+    several members. Sampling draws the same K next states whichever is chosen."""
     antithetic: bool = True
     """Draw noises in pairs (z, -z): the K draws' mean then has much less sampling noise, while
     their spread still measures the uncertainty."""
@@ -108,6 +124,17 @@ class WorldModelConfig:
             raise ValueError(f"predictor must be one of {PREDICTORS}, got {self.predictor!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.uncertainty not in UNCERTAINTIES:
+            raise ValueError(f"uncertainty must be one of {UNCERTAINTIES}, got {self.uncertainty!r}")
+        if self.uncertainty != "draws" and self.predictor != "mean_residual":
+            raise ValueError(f"uncertainty={self.uncertainty!r} needs predictor='mean_residual' (the plain flow "
+                             "predicts no residual scale); use uncertainty='draws'")
+        if self.uncertainty == "scale" and not self.heteroscedastic:
+            raise ValueError("uncertainty='scale' needs heteroscedastic=True (otherwise the scale is one constant); "
+                             "use 'draws', or 'scale+disagreement' with mean_members >= 2")
+        if self.uncertainty == "scale+disagreement" and self.mean_members < 2:
+            raise ValueError(f"uncertainty='scale+disagreement' needs mean_members >= 2, got {self.mean_members}; "
+                             "use 'scale' for one mean member")
         for name in ("denoiser_width", "denoiser_blocks", "mean_width", "mean_blocks", "mean_members",
                      "scale_width", "reward_width", "time_features", "sampling_steps", "n_samples",
                      "batch_size", "steps", "refit_steps", "val_max", "eval_every", "patience"):
@@ -152,16 +179,22 @@ class WorldModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> WorldModelConfig:
-        """Build a config from ``to_dict`` output; unknown fields raise ConfigMismatchError."""
+        """Build a config from ``to_dict`` output; unknown fields raise ConfigMismatchError.
+
+        A missing field takes its value from ``SAVED_BEFORE`` when listed there (what a file written
+        before the field existed meant), else the current default.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigMismatchError(f"unknown world-model config fields {unknown}; saved by a newer adept-env?")
-        return cls(**values)
+        return cls(**{**SAVED_BEFORE, **values})
 
     def training_dict(self) -> dict[str, Any]:
-        """Return the fields that shape a model fitted from scratch (all but REFIT_ONLY_FIELDS)."""
-        return {k: v for k, v in self.to_dict().items() if k not in REFIT_ONLY_FIELDS}
+        """Return the fields that shape a model fitted from scratch (all but REFIT_ONLY_FIELDS and
+        SAMPLING_ONLY_FIELDS)."""
+        skip = REFIT_ONLY_FIELDS + SAMPLING_ONLY_FIELDS
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
 
     def differences(self, other: WorldModelConfig) -> list[str]:
         """Return ``"field: self_value != other_value"`` for every field that differs."""

@@ -2,8 +2,10 @@
 
 Default form (``predictor="mean_residual"``): a residual-MLP mean predictor gives the expected
 normalised state change, and a small conditional flow-matching model gives draws of its
-residual; K draws with different noises spread around the mean, and that spread is the
-uncertainty. ``predictor="plain"`` models the state change with the flow alone.
+residual; K draws with different noises spread around the mean. The uncertainty is that spread
+(``uncertainty="draws"``) or its expectation from the predicted residual scale (``"scale"``, plus
+the mean members' disagreement for ``"scale+disagreement"``). ``predictor="plain"`` models the
+state change with the flow alone.
 """
 
 from __future__ import annotations
@@ -72,9 +74,11 @@ class Prediction:
     terminated: np.ndarray
     """(B,) bool: the task's termination function applied to ``next_observations``."""
     uncertainty: np.ndarray
-    """(B,) float32 >= 0: root-mean-square spread of the draws in normalised state-change units
-    (per dimension standard deviations of the dataset's s' - s); around the mean predictors'
-    average for ``mean_residual``, around the draws' mean for ``plain`` (0 there when K = 1)."""
+    """(B,) float32 >= 0, in normalised state-change units (per dimension standard deviations of
+    the dataset's s' - s), as ``config.uncertainty`` says: ``draws`` the root-mean-square spread of
+    the draws around the mean predictors' average for ``mean_residual``, around the draws' mean for
+    ``plain`` (0 there when K = 1); ``scale`` the RMS predicted residual scale; ``scale+disagreement``
+    that combined with the mean members' disagreement (the draws' expected spread, noise-free)."""
     samples: np.ndarray
     """(K, B, obs_dim) float32: the K drawn next observations."""
 
@@ -237,7 +241,13 @@ class WorldModel:
                 scale = nets.residual_scale if log_std is None else log_std.float().mean(0).exp()
                 # draw k rides on member k mod M: members' disagreement adds to the spread
                 draws = members[torch.arange(k, device=device) % len(members)] + draws * scale
-                uncertainty = (draws - center).square().mean(dim=(0, 2)).sqrt()
+                if cfg.uncertainty == "draws":
+                    uncertainty = (draws - center).square().mean(dim=(0, 2)).sqrt()
+                else:  # the draws' expected spread, without their sampling noise
+                    variance = scale.square().expand_as(center).mean(-1)
+                    if cfg.uncertainty == "scale+disagreement":
+                        variance = variance + members.var(0, correction=0).mean(-1)
+                    uncertainty = variance.sqrt()
             else:
                 center = draws.mean(0)
                 uncertainty = (draws - center).square().mean(dim=(0, 2)).sqrt()

@@ -102,10 +102,10 @@ def load_or_train(dataset: OfflineDataset, profile: str = "default", model_path:
         except WorldModelFileError as exc:  # our own cache, written by another version: retrain
             warnings.warn(f"retraining the cached world model at {path}: {exc}", RuntimeWarning, stacklevel=2)
         else:
-            from adept_env.diffusion.config import REFIT_ONLY_FIELDS
+            from adept_env.diffusion.config import REFIT_ONLY_FIELDS, SAMPLING_ONLY_FIELDS
 
             current = profile_config(profile)
-            for name in REFIT_ONLY_FIELDS:
+            for name in REFIT_ONLY_FIELDS + SAMPLING_ONLY_FIELDS:
                 setattr(model.config, name, getattr(current, name))
             return model
     if notice:

@@ -186,7 +186,7 @@ def test_mismatched_config_load_fails_clearly(fitted: WorldModel, tmp_path) -> N
 
 
 def test_plain_predictor_and_guidance() -> None:
-    config = dataclasses.replace(TINY, predictor="plain", guidance=1.5, sampling_steps=3)
+    config = dataclasses.replace(TINY, predictor="plain", guidance=1.5, sampling_steps=3, uncertainty="draws")
     model = WorldModel.create("halfcheetah", config)
     model.fit(synthetic(500), steps=30, progress=False)
     data = synthetic(7, seed=50)
@@ -211,3 +211,80 @@ def test_ensemble_baseline_trains_and_predicts() -> None:
     pred = ensemble.predict(data.observations[:9], data.actions[:9])
     assert pred.next_observations.shape == (9, 17) and pred.rewards.shape == (9,)
     assert np.all(pred.disagreement >= 0) and np.all(pred.aleatoric > 0)
+
+
+@pytest.fixture(scope="module")
+def two_members() -> WorldModel:
+    config = dataclasses.replace(TINY, mean_members=2, uncertainty="scale+disagreement")
+    model = WorldModel.create("halfcheetah", config, seed=0)
+    model.fit(synthetic(1500), steps=200, progress=False)
+    return model
+
+
+def with_uncertainty(model: WorldModel, mode: str) -> WorldModel:
+    view = model.clone()
+    view.config = dataclasses.replace(view.config, uncertainty=mode)
+    return view
+
+
+def test_every_uncertainty_mode_is_finite_and_only_draws_depend_on_the_noise(
+        fitted: WorldModel, two_members: WorldModel) -> None:
+    data = synthetic(300, seed=60, scale=1.5)
+    views = {"draws": with_uncertainty(fitted, "draws"), "scale": with_uncertainty(fitted, "scale"),
+             "scale+disagreement": two_members, "draws M=2": with_uncertainty(two_members, "draws")}
+    for mode, model in views.items():
+        a = model.sample(data.observations, data.actions, seed=1)
+        b = model.sample(data.observations, data.actions, seed=2)
+        for pred in (a, b):
+            assert pred.uncertainty.shape == (300,) and pred.uncertainty.dtype == np.float32, mode
+            assert np.all(np.isfinite(pred.uncertainty)) and np.all(pred.uncertainty >= 0), mode
+        assert not np.array_equal(a.samples, b.samples)  # the draws still differ with the noise
+        if mode.startswith("draws"):
+            assert not np.array_equal(a.uncertainty, b.uncertainty), mode
+        else:  # a function of (s, a) alone: the same for any noise and any K
+            np.testing.assert_array_equal(a.uncertainty, b.uncertainty)
+            np.testing.assert_array_equal(
+                a.uncertainty, model.sample(data.observations, data.actions, n_samples=5, seed=3).uncertainty)
+    # The same draws whatever the mode reports; the scale is the draws' expected spread (same units).
+    draws = views["draws"].sample(data.observations, data.actions, seed=1)
+    scale = views["scale"].sample(data.observations, data.actions, seed=1)
+    np.testing.assert_array_equal(draws.samples, scale.samples)
+    many = views["draws"].sample(data.observations, data.actions, n_samples=32, seed=1).uncertainty
+    assert 0.5 < np.median(many) / np.median(scale.uncertainty) < 2.0
+    # Two members: adding their disagreement can only raise the scale alone.
+    combined = two_members.sample(data.observations, data.actions, seed=1).uncertainty
+    members, log_std = two_members.nets.mean(two_members.nets.normalizer.condition(
+        torch.from_numpy(data.observations), torch.from_numpy(data.actions)))
+    scale_alone = log_std.mean(0).exp().square().mean(-1).sqrt().detach().numpy()
+    assert np.all(combined >= scale_alone - 1e-5) and np.any(combined > scale_alone + 1e-4)
+    disagreement = members.var(0, correction=0).mean(-1).detach().numpy()
+    np.testing.assert_allclose(combined, np.sqrt(scale_alone ** 2 + disagreement), rtol=1e-4, atol=1e-6)
+
+
+def test_uncertainty_setting_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"uncertainty must be one of \('draws', 'scale', 'scale\+disagreement'\)"):
+        WorldModelConfig(uncertainty="spread")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs predictor='mean_residual'"):
+        WorldModelConfig(predictor="plain", uncertainty="scale")
+    with pytest.raises(ValueError, match="needs heteroscedastic=True"):
+        WorldModelConfig(heteroscedastic=False, uncertainty="scale")
+    with pytest.raises(ValueError, match="needs mean_members >= 2"):
+        WorldModelConfig(mean_members=1, uncertainty="scale+disagreement")
+    WorldModelConfig(heteroscedastic=False, mean_members=2, uncertainty="scale+disagreement")
+    WorldModelConfig(predictor="plain", uncertainty="draws")
+
+
+def test_a_model_saved_before_the_uncertainty_setting_keeps_the_draws_spread(fitted: WorldModel, tmp_path) -> None:
+    scale_model = with_uncertainty(fitted, "scale")
+    path = scale_model.save(tmp_path / "wm")
+    assert WorldModel.load(path).config.uncertainty == "scale"  # a saved choice is kept
+    meta = json.loads((path / "config.json").read_text())
+    del meta["config"]["uncertainty"]  # what every file written before the field looks like
+    (path / "config.json").write_text(json.dumps(meta))
+    old = WorldModel.load(path)
+    assert old.config.uncertainty == "draws"
+    assert WorldModelConfig.from_dict({}).uncertainty == "draws"
+    data = synthetic(50, seed=70)
+    np.testing.assert_array_equal(old.sample(data.observations, data.actions, seed=4).uncertainty,
+                                  with_uncertainty(fitted, "draws").sample(data.observations, data.actions,
+                                                                           seed=4).uncertainty)
