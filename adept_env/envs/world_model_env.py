@@ -25,8 +25,8 @@ def action_space(act_dim: int) -> gym.spaces.Box:
 class WorldModelEnv(FollowsAgent, gym.Env):
     """Short synthetic episodes from dataset states through the world model.
 
-    Reward is r - penalty * u (u: spread of K model draws); an episode is truncated at
-    ``horizon`` steps and terminated by the task's termination function or when u passes
+    Reward is r - penalty * u (u: the model's uncertainty, ``WorldModelConfig.uncertainty``); an
+    episode is truncated at ``horizon`` steps and terminated by the task's termination function or when u passes
     ``uncertainty_threshold``. ``info`` carries ``raw_reward``, ``uncertainty``, ``halted``,
     ``model_version`` and ``next_samples``: the model's K draws of the next observation (K, obs_dim),
     whose mean is the observation returned (K: the ``n_samples`` option).
