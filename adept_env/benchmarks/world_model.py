@@ -62,7 +62,7 @@ def candidates() -> dict[str, WorldModelConfig]:
 
 def fit_key(config: WorldModelConfig) -> str:
     """Configurations with the same key train identically (``uncertainty`` only changes what ``sample`` reports)."""
-    return json.dumps({k: v for k, v in config.to_dict().items() if k != "uncertainty"}, sort_keys=True)
+    return json.dumps(config.training_dict(), sort_keys=True)
 
 
 @dataclass
@@ -245,7 +245,8 @@ def run(
 
     # ---------------------------------------------------------------- training, equal budget
     models: dict[str, Any] = {}
-    configs = {"diffusion": WorldModelConfig.default(), **candidates()}
+    named = candidates()
+    configs = {"diffusion": WorldModelConfig.default(), **named}
     if not quick:
         configs["diffusion-plain"] = WorldModelConfig(predictor="plain", denoiser_width=256, denoiser_blocks=3,
                                                       uncertainty="draws")
@@ -290,7 +291,7 @@ def run(
             return predict(name, obs, act)
 
         row = one_step_fidelity(of_model, sets, delta_std)
-        if name not in candidates():
+        if name not in named:
             row[f"rollout-{horizon} state"] = rollout_error(of_model, test, starts, horizon, obs_std)
         fidelity[name] = row
     for name in ("diffusion", "diffusion-plain"):  # the mean predictor alone, for the form comparison
@@ -306,7 +307,7 @@ def run(
                 fidelity[name][f"{set_name} state (mean predictor alone)"] = float(
                     state_errors(nxt, ds, delta_std).mean())
     report["fidelity"] = fidelity
-    shown = [m for m in fidelity if m not in candidates()]
+    shown = [m for m in fidelity if m not in named]
     keys = sorted({k for m in shown for k in fidelity[m]}, key=lambda k: (k.split(" ")[0], k))
     table = Table("metric (lower is better; rank-corr higher)", *shown)
     for key in keys:
@@ -322,12 +323,12 @@ def run(
 
     # ---------------------------------------------------------------- uncertainty candidates
     per_1k = {name: row[3] for row in fit_rows for name in row[0].split(" = ")}
-    default_name = next((n for n, c in candidates().items() if c == WorldModelConfig.default()), None)
+    default_name = next((n for n, c in named.items() if c == WorldModelConfig.default()), None)
     table = Table("candidate", "held-out MSE (x previous)", "rank-corr held-out / other", "x MuJoCo",
                   "fit s / 1k steps", title="uncertainty candidates (rank-corr: Spearman with own state error)")
     candidate_rows = {}
     previous_mse = fidelity["previous default (draws)"]["held-out state"]
-    for name, config in candidates().items():
+    for name, config in named.items():
         row = fidelity[name]
         rate = transitions_per_second(lambda m=models[name]: m.sample(*pool), 1024, seconds)
         c = candidate_rows[name] = {
