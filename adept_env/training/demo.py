@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -51,6 +53,23 @@ class DemoResult:
         return "\n".join(lines)
 
 
+def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """Make this (child) process exit soon after ``parent_pid`` dies, even by SIGKILL.
+
+    A process-pool initializer: a daemon thread polls the parent id, which changes when the parent
+    is gone (the child is re-parented). Without it a killed ``adept-env demo`` would leave its
+    baseline training on, holding a core.
+    """
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _train_quietly(dataset_name: str, dataset_steps: int | None, config: TrainConfig, run_dir: str) -> dict[str, Any]:
     """Train one run in this (child) process on one torch thread, without progress bars."""
     import torch
@@ -86,7 +105,8 @@ def run_demo(dataset_name: str, config: TrainConfig, out: Path, dataset_steps: i
                else load_dataset(dataset_name, progress=progress))
     base_config = replace(config, algo=baseline)
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied torch thread pools
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         pending = pool.submit(_train_quietly, dataset_name, dataset_steps, base_config, str(out / baseline))
         torch.set_num_threads(1)
         adept = train(dataset, config, out / config.algo, progress=progress)

@@ -48,3 +48,52 @@ def test_demo_trains_both_agents_and_compares_them(tmp_path: Path, tiny_quick_pr
 def test_demo_refuses_bad_settings(flag: str, value: str, message: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", flag, value, "--out", str(tmp_path), "--no-progress"])
     assert result.exit_code == 2 and message in result.output
+
+
+_PARENT = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from adept_env.training.demo import exit_with_parent
+
+if __name__ == "__main__":
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=exit_with_parent,
+                             initargs=(os.getpid(), 0.1)) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)  # the worker's pid, once it runs
+        pool.submit(time.sleep, 120)
+        time.sleep(120)
+"""
+
+
+def test_the_baseline_process_exits_when_the_demo_is_killed(tmp_path: Path) -> None:
+    """SIGKILL gives the parent no chance to clean up; the child must notice and stop by itself."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())  # type: ignore[union-attr]
+        os.kill(child, 0)  # alive while the parent is
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            # a zombie counts as gone: it no longer runs
+            if Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the child outlived its killed parent by 15 s")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
