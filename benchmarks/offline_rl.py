@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from adept_env.benchmarks.offline_rl import run
-from adept_env.training.config import TrainConfig
+from adept_env.training.config import TrainConfig, parse_uncertainty_threshold
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,6 +25,9 @@ if __name__ == "__main__":
     parser.add_argument("--penalty", type=float, default=TrainConfig.penalty, help="uncertainty penalty lambda")
     parser.add_argument("--value-penalty", type=float, default=0.0,
                         help="beta of the MOBILE-style value penalty (world-model variants; 0: off)")
+    parser.add_argument("--uncertainty-threshold", default=None, type=parse_uncertainty_threshold,
+                        help="world-model variants: end a synthetic rollout where the model's uncertainty passes "
+                             "this; 'auto' (a quantile of it on held-out dataset pairs), a number > 0, or none (off)")
     parser.add_argument("--raw-states", dest="normalize_states", action="store_false",
                         help="IQL variants: raw observations (no standardisation), as before 2026-11-27")
     parser.add_argument("--real-ratio", type=float, default=0.5, help="share of real transitions per batch")
@@ -32,4 +35,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     run(args.dataset, tuple(args.algos), tuple(args.seeds), args.updates, args.eval_every, args.eval_episodes,
         args.profile, args.out, args.progress, args.threads, args.penalty, args.real_ratio,
-        args.value_penalty, args.normalize_states, args.device)
+        args.value_penalty, args.normalize_states, args.device, args.uncertainty_threshold)

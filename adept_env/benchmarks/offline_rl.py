@@ -35,13 +35,15 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
         seeds: tuple[int, ...] = (0,), updates: int = 50_000, eval_every: int = 10_000, eval_episodes: int = 5,
         profile: str = "default", out: Path = Path("runs/offline_rl"), progress: bool = True,
         threads: int = 1, penalty: float = TrainConfig.penalty, real_ratio: float = 0.5, value_penalty: float = 0.0,
-        normalize_states: bool = True, device: str = TrainConfig.device) -> str:
+        normalize_states: bool = True, device: str = TrainConfig.device,
+        uncertainty_threshold: str | float | None = None) -> str:
     """Train every (algo, seed) on the dataset (resuming finished or cut runs); return the table.
 
     Writes ``out/results.md``, ``out/results.json`` and ``out/curves.png``. ``threads`` torch
     threads for every run (1: the fastest for these small networks on a shared 2-core machine).
-    ``penalty`` (lambda), ``value_penalty`` (beta, MOBILE-style) and ``real_ratio`` apply to every
-    algorithm that uses them (the penalties to the world-model variants only);
+    ``penalty`` (lambda), ``value_penalty`` (beta, MOBILE-style), ``uncertainty_threshold`` (None,
+    'auto' or a number) and ``real_ratio`` apply to every algorithm that uses them (the penalties and
+    the threshold to the world-model variants only);
     ``normalize_states=False`` feeds IQL raw observations (the "raw observations" figures in
     BENCHMARKS.md). Beside the
     final score the table gives the mean of the last three evaluations, a steadier read where
@@ -66,6 +68,7 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
             config = TrainConfig(algo=algo, updates=updates, eval_every=eval_every, eval_episodes=eval_episodes,
                                  profile=profile, seed=seed, penalty=penalty, real_ratio=real_ratio,
                                  value_penalty=value_penalty if uses_model else 0.0, device=device,
+                                 uncertainty_threshold=uncertainty_threshold if uses_model else None,
                                  iql=IQLConfig(normalize_states=normalize_states))
             start = time.process_time()
             result = train(dataset, config, out / dataset_name / f"{algo}-s{seed}", progress=progress)
@@ -74,9 +77,10 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
                 "curve": result.curve, "cpu_seconds_this_call": time.process_time() - start,
                 "train_wall_seconds": wall_seconds(result.curve)})
     lines = [f"{dataset_name}, {updates} agent updates, seeds {list(seeds)}, penalty {penalty:g}, value penalty "
-             f"{value_penalty:g}, real ratio {real_ratio:g}, CPU {cpu_model()}, {threads} torch thread(s), "
-             f"{_dt.date.today()}", "",
+             f"{value_penalty:g}, uncertainty threshold {uncertainty_threshold or 'off'}, real ratio {real_ratio:g}, "
+             f"CPU {cpu_model()}, {threads} torch thread(s), {_dt.date.today()}", "",
              "| algorithm | final normalised score (mean over seeds ± std) | per seed | mean of the last 3 evaluations "
+             "(over seeds ± std) "
              "| wall minutes per seed (all resumes) |",
              "| --- | --- | --- | --- | --- |"]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -84,8 +88,9 @@ def run(dataset_name: str = "halfcheetah-random", algos: tuple[str, ...] = ("iql
         finals = np.array([r["final_score"] for r in rows])
         per_seed = ", ".join(f"{v:.1f}" for v in finals)
         minutes = ", ".join(f"{r['train_wall_seconds'] / 60:.0f}" for r in rows)
-        last3 = np.mean([[c["score_mean"] for c in r["curve"][-3:]] for r in rows])
-        lines.append(f"| {algo} | {finals.mean():.1f} ± {finals.std():.1f} | {per_seed} | {last3:.1f} | {minutes} |")
+        last3 = np.array([np.mean([c["score_mean"] for c in r["curve"][-3:]]) for r in rows])
+        lines.append(f"| {algo} | {finals.mean():.1f} ± {finals.std():.1f} | {per_seed} | "
+                     f"{last3.mean():.1f} ± {last3.std():.1f} | {minutes} |")
         x = [c["update"] for c in rows[0]["curve"]]
         y = np.mean([[c["score_mean"] for c in r["curve"]] for r in rows], axis=0)
         (line,) = ax.plot(x, y, marker="o", label=algo if len(rows) == 1 else f"{algo} (mean of {len(rows)} seeds)")

@@ -42,6 +42,32 @@ def test_offline_rl_benchmark_writes_table_curves_and_json(small_datasets: dict[
     assert resumed == results["iql"][0]["curve"]
 
 
+@pytest.mark.parametrize(("algo", "expected"), [("adept-sac", "auto"), ("diff-iql", "auto"), ("iql", None)])
+def test_the_threshold_reaches_the_world_model_variants_only(small_datasets: dict[str, Path], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch, algo: str,
+                                                             expected: str | None) -> None:
+    """One harness call can run iql beside adept-* with ``--uncertainty-threshold auto`` (iql refuses it)."""
+    import adept_env.benchmarks.offline_rl as harness
+
+    target = default_path("hopper-random")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(small_datasets["hopper"], target)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(dataset, config, run_dir, progress):  # noqa: ANN001, ANN202
+        seen.append((config.algo, config.uncertainty_threshold, config.value_penalty))
+        raise Stop
+
+    monkeypatch.setattr(harness, "train", record)
+    with pytest.raises(Stop):
+        run("hopper-random", algos=(algo,), seeds=(0,), updates=60, eval_every=30, penalty=0.0, value_penalty=25.0,
+            uncertainty_threshold="auto", out=tmp_path / "bench", progress=False)
+    assert seen == [(algo, expected, 25.0 if expected else 0.0)]
+
+
 def test_wall_time_adds_up_the_calls_of_a_resumed_run() -> None:
     curve = [{"seconds": 100.0}, {"seconds": 250.0}, {"seconds": 40.0}, {"seconds": 90.0}]  # resumed after row 2
     assert wall_seconds(curve) == 340.0
