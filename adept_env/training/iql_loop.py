@@ -23,6 +23,7 @@ from adept_env.training.run import (
     RunLog,
     Throughput,
     model_columns,
+    reward_span,
     run_state,
     score_in_model,
     selected_checkpoint,
@@ -131,7 +132,7 @@ def train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
     agent = IQL(dataset.obs_dim, dataset.act_dim, iql_config, device=config.device)
     if iql_config.normalize_states:
         agent.set_state_normalizer(dataset.observations.mean(0), dataset.observations.std(0))
-    log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}")
+    log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}", reward_span(dataset))
     start_step = 0
     checkpoint = run_dir / "agent.safetensors"
     state: dict = {}

@@ -4,6 +4,7 @@ trains against, and the offline scoring and keeping of checkpoints (``model_retu
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,13 +19,36 @@ from adept_env.training.evaluation import EvalResult
 from adept_env.training.selection import best_row, is_new_best, model_return
 
 
+def penalty_notice(step: int, value_penalty_mean: float, reward_span: float | None) -> str | None:
+    """A warning when the value penalty per synthetic step outgrows the dataset's whole reward range.
+
+    The penalty is beta times the spread of the critic's values over the model's draws; when it
+    exceeds every difference between two rewards in the data, the synthetic rewards are mostly
+    penalty, and a growing penalty feeds itself (lower rewards, steeper values, a wider spread):
+    on halfcheetah-random with beta = 25 it went from 0.24 to 14,029 between two evaluations
+    (BENCHMARKS.md). None when the penalty is within the range (or no range is known).
+    """
+    if reward_span is None or (np.isfinite(value_penalty_mean) and value_penalty_mean <= reward_span):
+        return None
+    return (f"adept-env: at update {step:,} the value penalty averages {value_penalty_mean:,.2f} per synthetic step, "
+            f"more than the dataset's whole reward range ({reward_span:,.2f}): the critic is probably diverging and "
+            "the synthetic rewards are mostly penalty. Lower --value-penalty (beta), or keep an earlier checkpoint "
+            "(policy_selected.safetensors holds the best one by the run's own reward).")
+
+
+def reward_span(dataset: OfflineDataset) -> float:
+    """The dataset's reward range, max - min (0 for an empty or constant reward)."""
+    return float(np.ptp(dataset.rewards)) if len(dataset.rewards) else 0.0
+
+
 class RunLog:
     """TensorBoard scalars, the learning curve (JSON + PNG) and the progress file of a run."""
 
-    def __init__(self, run_dir: Path, title: str) -> None:
+    def __init__(self, run_dir: Path, title: str, reward_span: float | None = None) -> None:
+        """``reward_span``: the dataset's reward range (max - min), the bound of ``penalty_notice``."""
         from torch.utils.tensorboard import SummaryWriter
 
-        self.run_dir, self.title = run_dir, title
+        self.run_dir, self.title, self.reward_span = run_dir, title, reward_span
         self.writer = SummaryWriter(str(run_dir / "tensorboard"))
         self.curve: list[dict[str, float]] = []
 
@@ -38,6 +62,11 @@ class RunLog:
         self.curve.append(row)
         self.scalars({"eval/normalized_score": result.score_mean, "eval/return": result.return_mean}, step)
         self.scalars({tag: extra[key] for key, tag in THROUGHPUT_TAGS.items() if key in extra}, step)
+        if "value_penalty_mean" in extra:
+            self.scalars({"model/value_penalty_mean": extra["value_penalty_mean"]}, step)
+            notice = penalty_notice(step, extra["value_penalty_mean"], self.reward_span)
+            if notice:
+                print(notice, file=sys.stderr, flush=True)
         self.writer.flush()
         self.plot()
 

@@ -27,6 +27,7 @@ from adept_env.training.run import (
     RunLog,
     Throughput,
     model_columns,
+    reward_span,
     run_state,
     score_in_model,
     selected_checkpoint,
@@ -140,7 +141,7 @@ def train_sac(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
     from adept_env.sb3 import MixedReplayBuffer, PolicySync, WorldModelVecEnv
     from adept_env.sim import make_real_env
 
-    log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}")
+    log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}", reward_span(dataset))
     checkpoint = run_dir / "policy.safetensors"
     training_file = run_dir / "training_state.pt"
     start = 0

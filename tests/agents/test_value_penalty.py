@@ -151,3 +151,24 @@ def test_loops_run_with_the_value_penalty(algo: str, small_datasets: dict[str, P
     else:
         expected = 2.0 * result.agent.replay_buffer.bellman_std(draws)
     np.testing.assert_allclose(scored["step_penalty"](draws), expected.cpu().numpy(), rtol=1e-5)
+
+
+def test_a_penalty_beyond_the_reward_range_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """halfcheetah-random with beta = 25 went from 0.24 to 14,029 per step: the run must say so, not go on silently."""
+    from adept_env.training.evaluation import EvalResult
+    from adept_env.training.run import RunLog, penalty_notice
+
+    assert penalty_notice(40_000, 0.24, 6.2) is None
+    assert penalty_notice(40_000, 6.2, 6.2) is None
+    assert penalty_notice(40_000, 0.24, None) is None  # no range known: nothing to compare with
+    for diverged in (14_028.99, float("inf"), float("nan")):
+        notice = penalty_notice(40_000, diverged, 6.2)
+        assert notice is not None and "40,000" in notice and "--value-penalty" in notice
+    log = RunLog(tmp_path, "test", reward_span=6.2)
+    result = EvalResult(task="halfcheetah", returns=np.zeros(1), lengths=np.full(1, 1000))
+    log.evaluation(20_000, result, {"value_penalty_mean": 0.24})
+    assert "value penalty" not in capsys.readouterr().err
+    log.evaluation(40_000, result, {"value_penalty_mean": 14_028.99})
+    err = capsys.readouterr().err
+    assert "14,028.99" in err
+    assert "reward range (6.20)" in err
