@@ -132,7 +132,9 @@ def train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
     agent = IQL(dataset.obs_dim, dataset.act_dim, iql_config, device=config.device)
     if iql_config.normalize_states:
         agent.set_state_normalizer(dataset.observations.mean(0), dataset.observations.std(0))
-    log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}", reward_span(dataset))
+    scale = reward_scale(dataset)  # IQL's rewards, and so its value penalty, are the dataset's times this
+    log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}", reward_span(dataset),
+                 config.value_penalty / scale)
     start_step = 0
     checkpoint = run_dir / "agent.safetensors"
     state: dict = {}
@@ -144,7 +146,6 @@ def train_iql(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
         if config.uses_model else None
     draws = config.value_samples if config.value_penalty else 0
     synthetic = SyntheticBuffer(config.synthetic_capacity, dataset.obs_dim, dataset.act_dim, draws) if core else None
-    scale = reward_scale(dataset)
     rng = np.random.default_rng(config.seed + start_step)
     started = time.perf_counter()
     bar = tqdm(range(start_step, config.updates), initial=start_step, total=config.updates, desc=config.algo,

@@ -19,18 +19,19 @@ from adept_env.training.evaluation import EvalResult
 from adept_env.training.selection import best_row, is_new_best, model_return
 
 
-def penalty_notice(step: int, value_penalty_mean: float, reward_span: float | None) -> str | None:
+def penalty_notice(step: int, penalty: float, reward_span: float | None) -> str | None:
     """A warning when the value penalty per synthetic step outgrows the dataset's whole reward range.
 
-    The penalty is beta times the spread of the critic's values over the model's draws; when it
-    exceeds every difference between two rewards in the data, the synthetic rewards are mostly
-    penalty, and a growing penalty feeds itself (lower rewards, steeper values, a wider spread):
-    on halfcheetah-random with beta = 25 it went from 0.24 to 14,029 between two evaluations
+    ``penalty``: the mean penalty subtracted from a synthetic reward, in the dataset's reward units
+    (beta times the spread of the critic's values over the model's draws). When it exceeds every
+    difference between two rewards in the data, the synthetic rewards are mostly penalty, and a
+    growing penalty feeds itself (lower rewards, steeper values, a wider spread): on
+    halfcheetah-random with beta = 25 the spread went from 0.24 to 14,029 between two evaluations
     (BENCHMARKS.md). None when the penalty is within the range (or no range is known).
     """
-    if reward_span is None or (np.isfinite(value_penalty_mean) and value_penalty_mean <= reward_span):
+    if reward_span is None or (np.isfinite(penalty) and penalty <= reward_span):
         return None
-    return (f"adept-env: at update {step:,} the value penalty averages {value_penalty_mean:,.2f} per synthetic step, "
+    return (f"adept-env: at update {step:,} the value penalty averages {penalty:,.2f} per synthetic step, "
             f"more than the dataset's whole reward range ({reward_span:,.2f}): the critic is probably diverging and "
             "the synthetic rewards are mostly penalty. Lower --value-penalty (beta), or keep an earlier checkpoint "
             "(policy_selected.safetensors holds the best one by the run's own reward).")
@@ -44,11 +45,15 @@ def reward_span(dataset: OfflineDataset) -> float:
 class RunLog:
     """TensorBoard scalars, the learning curve (JSON + PNG) and the progress file of a run."""
 
-    def __init__(self, run_dir: Path, title: str, reward_span: float | None = None) -> None:
-        """``reward_span``: the dataset's reward range (max - min), the bound of ``penalty_notice``."""
+    def __init__(self, run_dir: Path, title: str, reward_span: float | None = None,
+                 penalty_per_spread: float = 1.0) -> None:
+        """``reward_span``: the dataset's reward range (max - min), the bound of ``penalty_notice``;
+        ``penalty_per_spread``: what turns a row's ``value_penalty_mean`` (the spread, before beta, in
+        the agent's reward units) into the penalty in the dataset's: beta / the agent's reward scale."""
         from torch.utils.tensorboard import SummaryWriter
 
-        self.run_dir, self.title, self.reward_span = run_dir, title, reward_span
+        self.run_dir, self.title = run_dir, title
+        self.reward_span, self.penalty_per_spread = reward_span, penalty_per_spread
         self.writer = SummaryWriter(str(run_dir / "tensorboard"))
         self.curve: list[dict[str, float]] = []
 
@@ -64,7 +69,7 @@ class RunLog:
         self.scalars({tag: extra[key] for key, tag in THROUGHPUT_TAGS.items() if key in extra}, step)
         if "value_penalty_mean" in extra:
             self.scalars({"model/value_penalty_mean": extra["value_penalty_mean"]}, step)
-            notice = penalty_notice(step, extra["value_penalty_mean"], self.reward_span)
+            notice = penalty_notice(step, self.penalty_per_spread * extra["value_penalty_mean"], self.reward_span)
             if notice:
                 print(notice, file=sys.stderr, flush=True)
         self.writer.flush()

@@ -141,7 +141,8 @@ def train_sac(dataset: OfflineDataset, config: TrainConfig, run_dir: Path, progr
     from adept_env.sb3 import MixedReplayBuffer, PolicySync, WorldModelVecEnv
     from adept_env.sim import make_real_env
 
-    log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}", reward_span(dataset))
+    log = RunLog(run_dir, f"{config.algo} on {dataset.name or dataset.task.name}", reward_span(dataset),
+                 config.value_penalty)
     checkpoint = run_dir / "policy.safetensors"
     training_file = run_dir / "training_state.pt"
     start = 0

@@ -51,7 +51,7 @@ def test_demo_refuses_bad_settings(flag: str, value: str, message: str, tmp_path
 
 
 _PARENT = """
-import multiprocessing, os, sys, time
+import multiprocessing, os, time
 from concurrent.futures import ProcessPoolExecutor
 from adept_env.training.demo import exit_with_parent
 

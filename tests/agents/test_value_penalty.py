@@ -164,7 +164,7 @@ def test_a_penalty_beyond_the_reward_range_is_reported(tmp_path: Path, capsys: p
     for diverged in (14_028.99, float("inf"), float("nan")):
         notice = penalty_notice(40_000, diverged, 6.2)
         assert notice is not None and "40,000" in notice and "--value-penalty" in notice
-    log = RunLog(tmp_path, "test", reward_span=6.2)
+    log = RunLog(tmp_path, "test", reward_span=6.2, penalty_per_spread=1.0)
     result = EvalResult(task="halfcheetah", returns=np.zeros(1), lengths=np.full(1, 1000))
     log.evaluation(20_000, result, {"value_penalty_mean": 0.24})
     assert "value penalty" not in capsys.readouterr().err
@@ -172,3 +172,9 @@ def test_a_penalty_beyond_the_reward_range_is_reported(tmp_path: Path, capsys: p
     err = capsys.readouterr().err
     assert "14,028.99" in err
     assert "reward range (6.20)" in err
+    # the row holds the spread before beta: beta = 25 turns a spread of 0.3 into a penalty of 7.5 > 6.2
+    beta_log = RunLog(tmp_path / "beta", "test", reward_span=6.2, penalty_per_spread=25.0)
+    beta_log.evaluation(20_000, result, {"value_penalty_mean": 0.2})
+    assert "value penalty" not in capsys.readouterr().err
+    beta_log.evaluation(40_000, result, {"value_penalty_mean": 0.3})
+    assert "averages 7.50 per synthetic step" in capsys.readouterr().err
